@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs every test tier, as root on Debian 12:
+#   1. unit tests (seconds, no engine);
+#   2. the integration suites against real Docker 20.10 and 26.1 engines, real dnsmasq,
+#      real network namespaces and libcni's cnitool;
+#   3. packaging checks and the static cross builds run under qemu (when their scripts exist).
+# Installs what it needs on first use (scripts/deps.sh, engines.sh, cnitool.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+[[ $(id -u) == 0 ]] || { echo "test.sh: run as root (engines, namespaces, dnsmasq on port 53)" >&2; exit 1; }
+
+step() { printf '\n== %s (%s)\n' "$*" "$(date +%T)"; }
+
+step "dependencies"
+scripts/deps.sh
+scripts/engines.sh start
+set -a
+eval "$(scripts/engines.sh env)"
+set +a
+SMARTER_CNI_TEST_CNITOOL=$(scripts/cnitool.sh)
+export SMARTER_CNI_TEST_CNITOOL
+
+step "unit tests"
+cargo test --locked --lib --bins
+
+# The suites for the two engines use different subnets, so leftovers of one never
+# collide with the other.
+run_suites() {
+  local engine=$1 host=$2 base=$3
+  step "integration tests on $engine ($host)"
+  SMARTER_CNI_TEST_DOCKER_HOST=$host SMARTER_CNI_TEST_SUBNET_BASE=$base \
+    cargo test --locked --tests -- --test-threads=4
+}
+run_suites "Docker 20.10" "$D20_HOST" 172.30
+run_suites "Docker 26.1" "$D26_HOST" 172.31
+
+for extra in tests/packaging/*.sh; do
+  [[ -e "$extra" ]] || continue
+  step "packaging: $extra"
+  bash "$extra"
+done
+
+if [[ -x scripts/test-cross.sh ]]; then
+  step "static cross builds under qemu"
+  scripts/test-cross.sh
+fi
+step "all tests passed"

@@ -1,0 +1,82 @@
+//! The command line when not called as a CNI plugin: help, version, and node commands.
+
+use crate::node::{self, NodePaths};
+use std::process::ExitCode;
+
+const HELP: &str = "\
+smarter-cni: CNI plugin for IoT edge gateways (k3s agent + Docker)
+
+As a CNI plugin the runtime executes it with CNI_COMMAND set (ADD, DEL, CHECK, VERSION,
+GC, STATUS) and the network configuration on stdin. Installed as `loopback` (a link to
+this binary) it is the CNI loopback plugin.
+
+Usage:
+  smarter-cni setup  [PATHS]         prepare the node; safe to run at every boot
+  smarter-cni status [PATHS] [--json] show the node's health; exit 1 on any problem
+  smarter-cni --version
+  smarter-cni --help
+
+PATHS:
+  --config FILE          the conflist (default /etc/cni/net.d/10-smarter-cni.conflist);
+                         setup installs it into --conf-dir when it lives elsewhere
+  --conf-dir DIR         the runtime's CNI configuration folder (default: the config's)
+  --bin-dir DIR          the runtime's CNI plugin folder (default /opt/cni/bin)
+  --dnsmasq-config FILE  node DNS configuration (default /etc/smarter-cni/dnsmasq.conf)
+";
+
+pub fn main(args: &[String]) -> ExitCode {
+    match args.first().map(String::as_str) {
+        None | Some("-h" | "--help" | "help") => {
+            print!("{HELP}");
+            ExitCode::SUCCESS
+        }
+        Some("-V" | "--version" | "version") => {
+            println!("smarter-cni {}", crate::VERSION);
+            ExitCode::SUCCESS
+        }
+        Some("setup") => with_paths(&args[1..], |paths, rest| {
+            if let Some(unknown) = rest.first() {
+                return usage_error(unknown);
+            }
+            let report = node::setup::run(&paths);
+            exit_code(report.count(node::setup::Level::Error) == 0)
+        }),
+        Some("status") => with_paths(&args[1..], |paths, rest| {
+            let json = rest.iter().any(|a| a == "--json");
+            if let Some(unknown) = rest.iter().find(|a| *a != "--json") {
+                return usage_error(unknown);
+            }
+            let status = node::status::run(&paths);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status.to_json()).unwrap_or_default());
+            } else {
+                print!("{}", status.to_text());
+            }
+            exit_code(status.healthy())
+        }),
+        Some(other) => usage_error(other),
+    }
+}
+
+fn with_paths(args: &[String], run: impl FnOnce(NodePaths, Vec<String>) -> ExitCode) -> ExitCode {
+    match NodePaths::from_args(args) {
+        Ok((paths, rest)) => run(paths, rest),
+        Err(e) => {
+            eprintln!("smarter-cni: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn usage_error(arg: &str) -> ExitCode {
+    eprintln!("smarter-cni: unknown argument {arg:?}; see `smarter-cni --help`");
+    ExitCode::from(2)
+}
+
+fn exit_code(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,218 @@
+//! Per-sandbox DNS records: one hosts-format file per attachment, in a folder dnsmasq reads
+//! with `hostsdir=` (it picks up new, changed and removed files through inotify, so no
+//! restart and no polling). The same files are the plugin's record of what it attached,
+//! which GC and `status` read.
+//!
+//! File name: the CNI container ID (validated as `[A-Za-z0-9][A-Za-z0-9_.-]*`). Content:
+//! ```text
+//! # smarter-cni record v1 container=<docker id> address=172.38.0.3 pod=default/web-0
+//! 172.38.0.3 web-0 web-0.default
+//! ```
+//! Writes go to a staging folder beside the records folder and are renamed in, so dnsmasq
+//! never reads half a file, and no lock is needed between concurrent plugin calls.
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+const HEADER: &str = "# smarter-cni record v1";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The runtime's container ID (`CNI_CONTAINERID`), also the file name.
+    pub attachment_id: String,
+    /// The Docker container attached; equal to `attachment_id` under cri-dockerd.
+    pub container: String,
+    pub address: Ipv4Addr,
+    /// `<namespace>/<pod>` when the runtime said.
+    pub pod: Option<String>,
+    pub names: Vec<String>,
+}
+
+impl Record {
+    fn render(&self) -> String {
+        let mut text = format!("{HEADER} container={} address={}", self.container, self.address);
+        if let Some(pod) = &self.pod {
+            text.push_str(&format!(" pod={pod}"));
+        }
+        text.push('\n');
+        if !self.names.is_empty() {
+            text.push_str(&format!("{} {}\n", self.address, self.names.join(" ")));
+        }
+        text
+    }
+
+    fn parse(attachment_id: &str, text: &str) -> Option<Record> {
+        let mut lines = text.lines();
+        let header = lines.next()?.strip_prefix(HEADER)?;
+        let field = |key: &str| header.split_whitespace().find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='));
+        let container = field("container")?.to_string();
+        let address = field("address")?.parse().ok()?;
+        let pod = field("pod").map(str::to_string);
+        let names = lines
+            .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .map(|line| line.split_whitespace().skip(1).map(str::to_string).collect())
+            .unwrap_or_default();
+        Some(Record { attachment_id: attachment_id.to_string(), container, address, pod, names })
+    }
+}
+
+/// The records of one network.
+#[derive(Debug, Clone)]
+pub struct RecordStore {
+    dir: PathBuf,
+    staging: PathBuf,
+}
+
+impl RecordStore {
+    /// `dir` is what dnsmasq's `hostsdir=` names; staging sits beside it on the same
+    /// filesystem so that rename is atomic.
+    pub fn new(dir: impl Into<PathBuf>) -> RecordStore {
+        let dir = dir.into();
+        let mut staging = dir.clone().into_os_string();
+        staging.push(".staging");
+        RecordStore { dir, staging: PathBuf::from(staging) }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Creates both folders (0755: dnsmasq reads them after dropping root).
+    pub fn ensure_dirs(&self) -> io::Result<()> {
+        let mut builder = DirBuilder::new();
+        builder.recursive(true).mode(0o755);
+        builder.create(&self.dir)?;
+        builder.create(&self.staging)
+    }
+
+    fn path_of(&self, attachment_id: &str) -> io::Result<PathBuf> {
+        if !crate::cni::env::is_container_id(attachment_id) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{attachment_id:?} is not a container ID")));
+        }
+        Ok(self.dir.join(attachment_id))
+    }
+
+    /// Writes or replaces a record atomically.
+    pub fn write(&self, record: &Record) -> io::Result<()> {
+        let target = self.path_of(&record.attachment_id)?;
+        self.ensure_dirs()?;
+        let staged = self.staging.join(format!("{}.{}", record.attachment_id, std::process::id()));
+        let result = (|| {
+            let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&staged)?;
+            file.write_all(record.render().as_bytes())?;
+            fs::rename(&staged, &target)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&staged);
+        }
+        result
+    }
+
+    /// Removes a record; a record that is already gone is not an error.
+    pub fn remove(&self, attachment_id: &str) -> io::Result<()> {
+        match fs::remove_file(self.path_of(attachment_id)?) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    pub fn read(&self, attachment_id: &str) -> io::Result<Option<Record>> {
+        match fs::read_to_string(self.path_of(attachment_id)?) {
+            Ok(text) => Ok(Record::parse(attachment_id, &text)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every record in the folder; files that are not records are left alone.
+    pub fn list(&self) -> io::Result<Vec<Record>> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut records = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+            if !crate::cni::env::is_container_id(&name) {
+                continue;
+            }
+            if let Ok(Some(record)) = self.read(&name) {
+                records.push(record);
+            }
+        }
+        records.sort_by(|a, b| a.attachment_id.cmp(&b.attachment_id));
+        Ok(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn temp_store(tag: &str) -> (PathBuf, RecordStore) {
+        let base = std::env::temp_dir().join(format!("smarter-cni-records-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        (base.clone(), RecordStore::new(base.join("hosts")))
+    }
+
+    fn record(id: &str, ip: [u8; 4]) -> Record {
+        Record {
+            attachment_id: id.into(),
+            container: format!("docker-{id}"),
+            address: Ipv4Addr::from(ip),
+            pod: Some("default/web-0".into()),
+            names: vec!["web-0".into(), "web-0.default".into()],
+        }
+    }
+
+    #[test]
+    fn write_read_list_remove() {
+        let (base, store) = temp_store("crud");
+        store.write(&record("bbb", [172, 38, 0, 4])).unwrap();
+        store.write(&record("aaa", [172, 38, 0, 3])).unwrap();
+        let text = fs::read_to_string(store.dir().join("aaa")).unwrap();
+        assert_eq!(text, "# smarter-cni record v1 container=docker-aaa address=172.38.0.3 pod=default/web-0\n172.38.0.3 web-0 web-0.default\n");
+        let mode = fs::metadata(store.dir().join("aaa")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        assert_eq!(store.read("aaa").unwrap(), Some(record("aaa", [172, 38, 0, 3])));
+        let ids: Vec<_> = store.list().unwrap().into_iter().map(|r| r.attachment_id).collect();
+        assert_eq!(ids, vec!["aaa", "bbb"]);
+        store.remove("aaa").unwrap();
+        store.remove("aaa").unwrap();
+        assert_eq!(store.read("aaa").unwrap(), None);
+        assert_eq!(fs::read_dir(base.join("hosts.staging")).unwrap().count(), 0, "nothing left staged");
+        fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn refuses_path_like_ids_and_ignores_foreign_files() {
+        let (base, store) = temp_store("hostile");
+        assert!(store.write(&record("../escape", [1, 2, 3, 4])).is_err());
+        assert!(store.remove("../../etc/passwd").is_err());
+        store.ensure_dirs().unwrap();
+        fs::write(store.dir().join(".hidden"), "x").unwrap();
+        fs::write(store.dir().join("notes"), "not a record").unwrap();
+        assert!(store.list().unwrap().is_empty());
+        assert!(!base.join("escape").exists());
+        fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn record_without_names_still_tracks_the_attachment() {
+        let (base, store) = temp_store("nameless");
+        let mut nameless = record("ccc", [172, 38, 0, 9]);
+        nameless.names.clear();
+        store.write(&nameless).unwrap();
+        let back = store.read("ccc").unwrap().unwrap();
+        assert_eq!(back.container, "docker-ccc");
+        assert!(back.names.is_empty());
+        assert_eq!(back.address, Ipv4Addr::new(172, 38, 0, 9));
+        fs::remove_dir_all(base).unwrap();
+    }
+}

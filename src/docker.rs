@@ -1,0 +1,382 @@
+//! Docker Engine access: the only module that knows bollard. Everything above it speaks
+//! in the small types below, so the client library can change without touching CNI code.
+
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    EndpointSettings, Ipam, IpamConfig, NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest,
+};
+use bollard::models::{ContainerCreateBody, EndpointIpamConfig, HostConfig, NetworkingConfig, RestartPolicy, RestartPolicyNameEnum};
+use bollard::query_parameters::{
+    CreateContainerOptions, ImportImageOptions, InspectContainerOptions, InspectNetworkOptions, ListContainersOptions,
+    RemoveContainerOptions, StartContainerOptions,
+};
+use futures_util::StreamExt;
+use bollard::{Docker, API_DEFAULT_VERSION};
+use std::collections::HashMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long an engine may take to answer the first request before we call it unreachable.
+/// Runtimes retry on code 11; a hung daemon must not hang pod start.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// No socket, connection refused, or no answer in time.
+    Unreachable,
+    NotFound,
+    Conflict,
+    /// The engine answered with an error.
+    Refused,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+impl From<BollardError> for EngineError {
+    fn from(err: BollardError) -> Self {
+        match err {
+            BollardError::DockerResponseServerError { status_code, message } => EngineError {
+                kind: match status_code {
+                    404 => ErrorKind::NotFound,
+                    409 => ErrorKind::Conflict,
+                    _ => ErrorKind::Refused,
+                },
+                message: format!("engine answered {status_code}: {}", message.trim()),
+            },
+            BollardError::RequestTimeoutError => {
+                EngineError { kind: ErrorKind::Unreachable, message: "the engine did not answer in time".into() }
+            }
+            other => EngineError { kind: ErrorKind::Unreachable, message: other.to_string() },
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, EngineError>;
+
+/// A container's attachment to one network.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Endpoint {
+    pub network_id: String,
+    pub address: Option<Ipv4Addr>,
+    pub prefix_len: u8,
+    pub gateway: Option<Ipv4Addr>,
+    pub mac: Option<String>,
+    pub aliases: Vec<String>,
+    /// Every name the embedded DNS answers for this endpoint (API 1.44+; empty before).
+    pub dns_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    pub hostname: String,
+    /// The image as configured (name:tag), not its ID.
+    pub image: String,
+    pub running: bool,
+    pub pid: u32,
+    pub resolv_conf_path: Option<PathBuf>,
+    pub labels: HashMap<String, String>,
+    /// Keyed by network name.
+    pub endpoints: HashMap<String, Endpoint>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    pub driver: String,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub ip_range: Option<String>,
+    /// IDs of attached containers.
+    pub containers: Vec<String>,
+}
+
+/// What a network must look like; created from the plugin configuration.
+#[derive(Debug, Clone)]
+pub struct NetworkSpec {
+    pub name: String,
+    pub subnet: String,
+    pub gateway: String,
+    pub ip_range: Option<String>,
+    pub labels: HashMap<String, String>,
+}
+
+/// A long-running service container on the pod network at a fixed address.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub network: String,
+    pub address: Ipv4Addr,
+    pub labels: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineVersion {
+    pub version: String,
+    pub api_version: String,
+}
+
+pub struct Engine {
+    docker: Docker,
+    socket: PathBuf,
+    api: (usize, usize),
+}
+
+impl Engine {
+    /// Connects and negotiates the API version (never pinned: 20.10 speaks 1.41, and 29.x
+    /// refuses clients older than 1.44). Fails as `Unreachable` within [`CONNECT_TIMEOUT`].
+    pub async fn connect(socket: &Path, request_timeout: Duration) -> Result<Engine> {
+        let unreachable = |why: String| EngineError {
+            kind: ErrorKind::Unreachable,
+            message: format!("cannot reach Docker at unix://{}: {why}; is dockerd running?", socket.display()),
+        };
+        let socket_text = socket.to_str().ok_or_else(|| unreachable("socket path is not UTF-8".into()))?;
+        let docker = Docker::connect_with_unix(socket_text, request_timeout.as_secs().max(1), API_DEFAULT_VERSION)
+            .map_err(|e| unreachable(e.to_string()))?;
+        let docker = match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
+            Ok(Ok(docker)) => docker,
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Err(_) => return Err(unreachable(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))),
+        };
+        let version = docker.client_version();
+        Ok(Engine { docker, socket: socket.to_path_buf(), api: (version.major_version, version.minor_version) })
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The negotiated API version as (major, minor).
+    pub fn api_version(&self) -> (usize, usize) {
+        self.api
+    }
+
+    pub async fn version(&self) -> Result<EngineVersion> {
+        let v = self.docker.version().await?;
+        Ok(EngineVersion { version: v.version.unwrap_or_default(), api_version: v.api_version.unwrap_or_default() })
+    }
+
+    /// Inspects a container by ID or name; `None` when there is no such container.
+    pub async fn container(&self, id: &str) -> Result<Option<Container>> {
+        match self.docker.inspect_container(id, None::<InspectContainerOptions>).await {
+            Ok(inspect) => Ok(Some(container_from(inspect))),
+            Err(e) => not_found_as_none(e),
+        }
+    }
+
+    /// IDs of running containers, optionally only those carrying `label` (`key=value`).
+    pub async fn running_container_ids(&self, label: Option<&str>) -> Result<Vec<String>> {
+        let mut filters = HashMap::from([("status".to_string(), vec!["running".to_string()])]);
+        if let Some(label) = label {
+            filters.insert("label".to_string(), vec![label.to_string()]);
+        }
+        let options = ListContainersOptions { all: false, filters: Some(filters), ..Default::default() };
+        let list = self.docker.list_containers(Some(options)).await?;
+        Ok(list.into_iter().filter_map(|c| c.id).collect())
+    }
+
+    pub async fn network(&self, name: &str) -> Result<Option<Network>> {
+        let network = match self.docker.inspect_network(name, None::<InspectNetworkOptions>).await {
+            Ok(n) => n,
+            Err(e) => return not_found_as_none(e),
+        };
+        // The API also matches ID prefixes; only an exact name is our network.
+        if network.name.as_deref() != Some(name) {
+            return Ok(None);
+        }
+        let first_config = network.ipam.and_then(|ipam| ipam.config).and_then(|c| c.into_iter().next());
+        let (subnet, gateway, ip_range) = match first_config {
+            Some(c) => (c.subnet, c.gateway, c.ip_range.filter(|r| !r.is_empty())),
+            None => (None, None, None),
+        };
+        Ok(Some(Network {
+            id: network.id.unwrap_or_default(),
+            name: name.to_string(),
+            driver: network.driver.unwrap_or_default(),
+            subnet,
+            gateway,
+            ip_range,
+            containers: network.containers.map(|c| c.into_keys().collect()).unwrap_or_default(),
+        }))
+    }
+
+    pub async fn create_network(&self, spec: &NetworkSpec) -> Result<()> {
+        let request = NetworkCreateRequest {
+            name: spec.name.clone(),
+            driver: Some("bridge".into()),
+            ipam: Some(Ipam {
+                driver: Some("default".into()),
+                config: Some(vec![IpamConfig {
+                    subnet: Some(spec.subnet.clone()),
+                    gateway: Some(spec.gateway.clone()),
+                    ip_range: spec.ip_range.clone(),
+                    auxiliary_addresses: None,
+                }]),
+                options: None,
+            }),
+            labels: Some(spec.labels.clone()),
+            ..Default::default()
+        };
+        self.docker.create_network(request).await?;
+        Ok(())
+    }
+
+    pub async fn remove_network(&self, name: &str) -> Result<()> {
+        Ok(self.docker.remove_network(name).await?)
+    }
+
+    /// Attaches a container with DNS aliases and, optionally, a fixed address.
+    pub async fn attach(&self, network: &str, container: &str, aliases: &[String], address: Option<Ipv4Addr>) -> Result<()> {
+        let endpoint = EndpointSettings {
+            aliases: Some(aliases.to_vec()),
+            ipam_config: address.map(|a| EndpointIpamConfig {
+                ipv4_address: Some(a.to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let request = NetworkConnectRequest { container: container.to_string(), endpoint_config: Some(endpoint) };
+        Ok(self.docker.connect_network(network, request).await?)
+    }
+
+    /// Detaches a container; `false` when it was not attached or is gone.
+    pub async fn detach(&self, network: &str, container: &str) -> Result<bool> {
+        let request = NetworkDisconnectRequest { container: container.to_string(), force: Some(true) };
+        match self.docker.disconnect_network(network, request).await {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                let err = EngineError::from(e);
+                // 20.10 answers 500/403 "is not connected" instead of 404.
+                if err.kind == ErrorKind::NotFound || err.message.contains("is not connected") {
+                    Ok(false)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    pub async fn image_exists(&self, image: &str) -> Result<bool> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(e) => not_found_as_none::<()>(e).map(|_| false),
+        }
+    }
+
+    /// `docker load` of an image archive (the output of `docker save`).
+    pub async fn load_image(&self, archive: &Path) -> Result<()> {
+        let bytes = std::fs::read(archive).map_err(|e| EngineError {
+            kind: ErrorKind::Refused,
+            message: format!("cannot read image archive {}: {e}", archive.display()),
+        })?;
+        let mut progress =
+            self.docker.import_image(ImportImageOptions { quiet: true, ..Default::default() }, bollard::body_full(bytes.into()), None);
+        while let Some(item) = progress.next().await {
+            let info = item?;
+            if let Some(detail) = info.error_detail {
+                return Err(EngineError { kind: ErrorKind::Refused, message: detail.message.unwrap_or_default() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates and starts a service container (restart=always) at `spec.address`.
+    pub async fn run_service(&self, spec: &ServiceSpec) -> Result<String> {
+        let endpoint = EndpointSettings {
+            ipam_config: Some(EndpointIpamConfig { ipv4_address: Some(spec.address.to_string()), ..Default::default() }),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: Some(spec.command.clone()),
+            entrypoint: Some(Vec::new()),
+            labels: Some(spec.labels.clone()),
+            host_config: Some(HostConfig {
+                network_mode: Some(spec.network.clone()),
+                restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::ALWAYS), maximum_retry_count: None }),
+                ..Default::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(spec.network.clone(), endpoint)])),
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
+        let created = self.docker.create_container(Some(options), body).await?;
+        self.start(&created.id).await?;
+        Ok(created.id)
+    }
+
+    pub async fn start(&self, container: &str) -> Result<()> {
+        Ok(self.docker.start_container(container, None::<StartContainerOptions>).await?)
+    }
+
+    pub async fn remove_container(&self, container: &str) -> Result<()> {
+        let options = RemoveContainerOptions { force: true, ..Default::default() };
+        match self.docker.remove_container(container, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) => not_found_as_none::<()>(e).map(|_| ()),
+        }
+    }
+}
+
+fn not_found_as_none<T>(err: BollardError) -> Result<Option<T>> {
+    let err = EngineError::from(err);
+    if err.kind == ErrorKind::NotFound {
+        Ok(None)
+    } else {
+        Err(err)
+    }
+}
+
+fn container_from(inspect: bollard::models::ContainerInspectResponse) -> Container {
+    let state = inspect.state.unwrap_or_default();
+    let config = inspect.config.unwrap_or_default();
+    let endpoints = inspect
+        .network_settings
+        .and_then(|s| s.networks)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, ep)| {
+            let endpoint = Endpoint {
+                network_id: ep.network_id.unwrap_or_default(),
+                address: ep.ip_address.as_deref().and_then(|a| a.parse().ok()),
+                prefix_len: ep.ip_prefix_len.and_then(|l| u8::try_from(l).ok()).unwrap_or(0),
+                gateway: ep.gateway.as_deref().and_then(|g| g.parse().ok()),
+                mac: ep.mac_address.filter(|m| !m.is_empty()),
+                aliases: ep.aliases.unwrap_or_default(),
+                dns_names: ep.dns_names.unwrap_or_default(),
+            };
+            (name, endpoint)
+        })
+        .collect();
+    Container {
+        id: inspect.id.unwrap_or_default(),
+        name: inspect.name.unwrap_or_default().trim_start_matches('/').to_string(),
+        hostname: config.hostname.unwrap_or_default(),
+        image: config.image.unwrap_or_default(),
+        running: state.running.unwrap_or(false),
+        pid: state.pid.and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
+        resolv_conf_path: inspect.resolv_conf_path.filter(|p| !p.is_empty()).map(PathBuf::from),
+        labels: config.labels.unwrap_or_default(),
+        endpoints,
+    }
+}

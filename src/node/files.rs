@@ -1,0 +1,85 @@
+//! Node files `setup` installs and `status` inspects: the conflist's place among the
+//! runtime's configurations, the loopback link, dnsmasq's configuration.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// libcni loads the first file by name with one of these extensions.
+const CNI_CONFIG_EXTENSIONS: &[&str] = &["conf", "conflist", "json"];
+
+/// The CNI configuration files in `dir`, in the order the runtime considers them.
+pub fn cni_configs(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().and_then(|e| e.to_str()).is_some_and(|e| CNI_CONFIG_EXTENSIONS.contains(&e)))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Writes a file atomically (staged beside it, then renamed) with the given mode.
+pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no parent folder"))?;
+    fs::create_dir_all(dir)?;
+    let staged = dir.join(format!(".{}.smarter-cni-new", path.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
+    let result = (|| {
+        let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&staged)?;
+        file.write_all(content)?;
+        file.sync_all()?;
+        fs::rename(&staged, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&staged);
+    }
+    result
+}
+
+/// What `status` reads from dnsmasq's configuration to spot drift from the conflist.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct DnsmasqSettings {
+    pub listen_addresses: Vec<String>,
+    pub hostsdirs: Vec<String>,
+}
+
+pub fn read_dnsmasq_settings(path: &Path) -> io::Result<DnsmasqSettings> {
+    let mut settings = DnsmasqSettings::default();
+    for line in fs::read_to_string(path)?.lines() {
+        let Some((key, value)) = line.trim().split_once('=') else { continue };
+        match key.trim() {
+            "listen-address" => settings.listen_addresses.extend(value.split(',').map(|v| v.trim().to_string())),
+            "hostsdir" => settings.hostsdirs.push(value.trim().to_string()),
+            _ => {}
+        }
+    }
+    Ok(settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_dnsmasq_config_matches_shipped_conflist_defaults() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("images/rootfs");
+        let settings = read_dnsmasq_settings(&root.join("etc/smarter-cni/dnsmasq.conf")).unwrap();
+        let (_, config) = super::super::load_config(&root.join("etc/cni/net.d/10-smarter-cni.conflist")).unwrap();
+        assert_eq!(settings.listen_addresses, vec![config.dns.address.to_string()]);
+        assert_eq!(settings.hostsdirs, vec![config.dns.records_dir.display().to_string()]);
+    }
+
+    #[test]
+    fn config_order_and_atomic_write() {
+        let dir = std::env::temp_dir().join(format!("smarter-cni-files-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        write_atomic(&dir.join("10-smarter-cni.conflist"), b"{}", 0o644).unwrap();
+        write_atomic(&dir.join("05-other.conf"), b"{}", 0o644).unwrap();
+        fs::write(dir.join("README"), "x").unwrap();
+        let names: Vec<_> = cni_configs(&dir).unwrap().iter().map(|p| p.file_name().unwrap().to_owned()).collect();
+        assert_eq!(names, ["05-other.conf", "10-smarter-cni.conflist"]);
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 3, "no staging file left");
+        fs::remove_dir_all(dir).unwrap();
+    }
+}

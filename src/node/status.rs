@@ -1,0 +1,280 @@
+//! `smarter-cni status`: the node at a glance. Every problem comes with its fix, and any
+//! problem makes the exit code non-zero.
+
+use super::{dns_service, files, load_config, NodePaths};
+use crate::config::{DnsMode, PluginConfig};
+use crate::dns::query::Answer;
+use crate::dns::records::{Record, RecordStore};
+use crate::docker::{Container, Engine};
+use crate::network;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+#[derive(Debug, Default)]
+pub struct Status {
+    /// (part, healthy, detail)
+    pub checks: Vec<(&'static str, bool, String)>,
+    pub pods: Vec<PodRow>,
+    /// (what is wrong, how to fix it)
+    pub problems: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PodRow {
+    pub namespace: String,
+    pub pod: String,
+    pub address: Option<Ipv4Addr>,
+    pub names: Vec<String>,
+    pub record: bool,
+    pub resolves: bool,
+}
+
+impl Status {
+    fn check(&mut self, part: &'static str, result: Result<String, (String, String)>) -> bool {
+        match result {
+            Ok(detail) => {
+                self.checks.push((part, true, detail));
+                true
+            }
+            Err((problem, fix)) => {
+                self.checks.push((part, false, problem.clone()));
+                self.problems.push((problem, fix));
+                false
+            }
+        }
+    }
+
+    pub fn healthy(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    pub fn to_json(&self) -> Value {
+        let checks: BTreeMap<&str, Value> =
+            self.checks.iter().map(|(part, ok, detail)| (*part, json!({"ok": ok, "detail": detail}))).collect();
+        json!({
+            "healthy": self.healthy(),
+            "checks": checks,
+            "pods": self.pods.iter().map(|p| json!({
+                "namespace": p.namespace, "pod": p.pod,
+                "ip": p.address.map(|a| a.to_string()), "names": p.names,
+                "record": p.record, "resolves": p.resolves,
+            })).collect::<Vec<_>>(),
+            "problems": self.problems.iter().map(|(what, fix)| json!({"problem": what, "fix": fix})).collect::<Vec<_>>(),
+        })
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for (part, ok, detail) in &self.checks {
+            out.push_str(&format!("{part:<13} {:<7} {detail}\n", if *ok { "ok" } else { "PROBLEM" }));
+        }
+        out.push_str(&format!("pods          {}\n", self.pods.len()));
+        if !self.pods.is_empty() {
+            out.push_str(&format!("  {:<12} {:<24} {:<15} {:<6} {:<8} NAMES\n", "NAMESPACE", "POD", "IP", "RECORD", "RESOLVES"));
+            for p in &self.pods {
+                out.push_str(&format!(
+                    "  {:<12} {:<24} {:<15} {:<6} {:<8} {}\n",
+                    p.namespace,
+                    p.pod,
+                    p.address.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+                    if p.record { "yes" } else { "no" },
+                    if p.resolves { "yes" } else { "no" },
+                    p.names.join(" ")
+                ));
+            }
+        }
+        if self.problems.is_empty() {
+            out.push_str("healthy\n");
+        } else {
+            out.push_str(&format!("{} problem(s):\n", self.problems.len()));
+            for (what, fix) in &self.problems {
+                out.push_str(&format!("  - {what}\n    fix: {fix}\n"));
+            }
+        }
+        out
+    }
+}
+
+pub fn run(paths: &NodePaths) -> Status {
+    let mut status = Status::default();
+    let config = match load_config(&paths.config) {
+        Ok((_, config)) => config,
+        Err(e) => {
+            status.check("config", Err((e, "install the conflist: smarter-cni setup --config <file>".into())));
+            return status;
+        }
+    };
+    check_conflist(paths, &mut status);
+    check_loopback(paths, &mut status);
+    crate::plugin::block_on(check_engine_side(&config, &mut status));
+    check_node_dns(&config, paths, &mut status);
+    status
+}
+
+fn check_conflist(paths: &NodePaths, status: &mut Status) {
+    let result = match files::cni_configs(&paths.conf_dir) {
+        Ok(configs) => match configs.first() {
+            Some(first) if *first == paths.config => Ok(format!("{} is first in {}", paths.config.display(), paths.conf_dir.display())),
+            Some(first) => Err((
+                format!("{} shadows {}: the runtime uses the first file by name", first.display(), paths.config.display()),
+                format!("remove {} or rename ours to sort before it", first.display()),
+            )),
+            None => Err((format!("{} is not in {}", paths.config.display(), paths.conf_dir.display()), "run smarter-cni setup".into())),
+        },
+        Err(e) => Err((format!("cannot list {}: {e}", paths.conf_dir.display()), "run smarter-cni setup".into())),
+    };
+    status.check("conflist", result);
+}
+
+fn check_loopback(paths: &NodePaths, status: &mut Status) {
+    let link = paths.bin_dir.join("loopback");
+    let result = match std::fs::metadata(&link) {
+        Ok(meta) if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0 => Ok(link.display().to_string()),
+        Ok(_) => Err((format!("{} is not executable", link.display()), format!("chmod 755 {}", link.display()))),
+        Err(e) => Err((format!("{} is missing ({e}): pods cannot start", link.display()), "run smarter-cni setup".into())),
+    };
+    status.check("loopback", result);
+}
+
+async fn check_engine_side(config: &PluginConfig, status: &mut Status) {
+    let engine = match Engine::connect(&config.docker_socket, config.timeout).await {
+        Ok(engine) => engine,
+        Err(e) => {
+            status.check("engine", Err((e.message, "start Docker: systemctl start docker".into())));
+            return;
+        }
+    };
+    let version = engine.version().await.map(|v| format!("Docker {} (API {})", v.version, v.api_version));
+    status.check(
+        "engine",
+        version.map(|v| format!("{v} at unix://{}", config.docker_socket.display())).map_err(|e| (e.message, "check dockerd's log: journalctl -u docker".into())),
+    );
+    let net = match network::inspect(&engine, config).await {
+        Ok(Some(net)) => net,
+        Ok(None) => {
+            status.check("network", Err((format!("Docker network {} does not exist", config.network), "run smarter-cni setup".into())));
+            return;
+        }
+        Err(e) => {
+            status.check("network", Err((e.msg, "see above".into())));
+            return;
+        }
+    };
+    let mut detail = format!("{} {} gateway {}", net.name, config.subnet, config.gateway);
+    if let Some(range) = config.ip_range {
+        detail.push_str(&format!(", pods from {range}"));
+    }
+    for reserved in config.reserved_addresses() {
+        detail.push_str(&format!(", {reserved} reserved for DNS"));
+    }
+    status.check("network", Ok(detail));
+    if config.dns.mode == DnsMode::Container {
+        let dns = engine.container(&config.dns.container_name).await.ok().flatten();
+        let address = dns.as_ref().filter(|c| c.running).and_then(|c| c.endpoints.get(&config.network)?.address);
+        let result = if address == Some(config.dns.address) {
+            Ok(format!("container {} at {}", config.dns.container_name, config.dns.address))
+        } else {
+            Err((
+                format!("DNS container {} is not running at {}", config.dns.container_name, config.dns.address),
+                "run smarter-cni setup".into(),
+            ))
+        };
+        status.check("dns-container", result);
+    }
+    status.pods = pod_rows(&engine, config, &net.containers).await;
+}
+
+/// Pods: sandboxes on the network joined with the records the plugin wrote.
+async fn pod_rows(engine: &Engine, config: &PluginConfig, attached: &[String]) -> Vec<PodRow> {
+    let records: Vec<Record> = RecordStore::new(&config.dns.records_dir).list().unwrap_or_default();
+    let mut rows = Vec::new();
+    let mut seen = Vec::new();
+    for id in attached {
+        let Ok(Some(container)) = engine.container(id).await else { continue };
+        if container.labels.get("io.kubernetes.docker.type").map(String::as_str) != Some("podsandbox") {
+            if !records.iter().any(|r| &r.container == id) {
+                continue;
+            }
+        }
+        let record = records.iter().find(|r| &r.container == id);
+        seen.push(id.clone());
+        rows.push(row_for(config, &container, record));
+    }
+    for record in records.iter().filter(|r| !seen.contains(&r.container)) {
+        let (namespace, pod) = split_pod(record.pod.as_deref());
+        rows.push(PodRow { namespace, pod, address: Some(record.address), names: record.names.clone(), record: true, resolves: false });
+    }
+    rows
+}
+
+fn row_for(config: &PluginConfig, container: &Container, record: Option<&Record>) -> PodRow {
+    let endpoint = container.endpoints.get(&config.network);
+    let (namespace, pod) = match record.and_then(|r| r.pod.as_deref()) {
+        Some(pod) => split_pod(Some(pod)),
+        None => (
+            container.labels.get("io.kubernetes.pod.namespace").cloned().unwrap_or_default(),
+            container.labels.get("io.kubernetes.pod.name").cloned().unwrap_or_else(|| container.name.clone()),
+        ),
+    };
+    let names = match record {
+        Some(r) => r.names.clone(),
+        None => endpoint.map(|e| e.aliases.clone()).unwrap_or_default(),
+    };
+    PodRow { namespace, pod, address: endpoint.and_then(|e| e.address), names, record: record.is_some(), resolves: false }
+}
+
+fn split_pod(pod: Option<&str>) -> (String, String) {
+    match pod.and_then(|p| p.split_once('/')) {
+        Some((ns, name)) => (ns.to_string(), name.to_string()),
+        None => (String::new(), pod.unwrap_or("").to_string()),
+    }
+}
+
+fn check_node_dns(config: &PluginConfig, paths: &NodePaths, status: &mut Status) {
+    if config.dns.mode == DnsMode::Host {
+        if let Ok(settings) = files::read_dnsmasq_settings(&paths.dnsmasq_config) {
+            let address = config.dns.address.to_string();
+            let dir = config.dns.records_dir.display().to_string();
+            let result = if !settings.listen_addresses.contains(&address) || !settings.hostsdirs.contains(&dir) {
+                Err((
+                    format!(
+                        "{} listens on {:?} and reads {:?}, but the conflist wants {address} and {dir}",
+                        paths.dnsmasq_config.display(),
+                        settings.listen_addresses,
+                        settings.hostsdirs
+                    ),
+                    format!("edit {} to match, then systemctl restart smarter-cni-dns", paths.dnsmasq_config.display()),
+                ))
+            } else {
+                Ok(format!("{} matches the conflist", paths.dnsmasq_config.display()))
+            };
+            status.check("dns-config", result);
+        }
+    }
+    let answering = dns_service::is_answering(config).map(|()| format!("{} mode, answering at {}:53", config.dns.mode.as_str(), config.dns.address));
+    let fix = match config.dns.mode {
+        DnsMode::Host => "systemctl restart smarter-cni-dns (and see journalctl -u smarter-cni-dns)",
+        DnsMode::Container => "run smarter-cni setup (restarts the DNS container)",
+    };
+    if !status.check("dns", answering.map_err(|e| (e, fix.to_string()))) {
+        return;
+    }
+    let mut problems = Vec::new();
+    for row in &mut status.pods {
+        let (Some(address), Some(name)) = (row.address, row.names.first()) else { continue };
+        row.resolves = matches!(dns_service::ask(config, name), Ok(Answer::Addresses(found)) if found.contains(&address));
+        if config.dns.mode == DnsMode::Host && !row.record {
+            problems.push((
+                format!("pod {}/{} has no DNS record", row.namespace, row.pod),
+                "delete the pod so the runtime attaches it again".to_string(),
+            ));
+        } else if !row.resolves {
+            problems.push((
+                format!("node DNS does not resolve {name} to {address}"),
+                format!("check {} and restart node DNS", config.dns.records_dir.display()),
+            ));
+        }
+    }
+    status.problems.extend(problems);
+}

@@ -1,0 +1,366 @@
+//! Node DNS, setup, status and the built-in loopback plugin, on real engines, real dnsmasq
+//! and real network namespaces.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/images/rootfs");
+const GENEROUS: Duration = Duration::from_secs(10);
+
+/// The shipped dnsmasq configuration, edited the way an operator edits it for another
+/// subnet: listen address and records folder.
+fn node_dnsmasq_config(net: &TestNet, dir: &Path) -> PathBuf {
+    let shipped = std::fs::read_to_string(format!("{SHIPPED}/etc/smarter-cni/dnsmasq.conf")).unwrap();
+    let edited = shipped
+        .replace("listen-address=172.38.0.1", &format!("listen-address={}", net.gateway))
+        .replace("hostsdir=/run/smarter-cni/mynet/hosts", &format!("hostsdir={}", net.records_dir.display()));
+    assert_ne!(shipped, edited, "shipped config has the expected defaults");
+    let path = dir.join("dnsmasq.conf");
+    std::fs::write(&path, edited).unwrap();
+    path
+}
+
+/// Debian's dnsmasq binary, as smarter-cni-dns.service runs it.
+struct NodeDns {
+    child: Child,
+    config: PathBuf,
+}
+
+impl NodeDns {
+    fn start(config: &Path) -> NodeDns {
+        let child = Command::new("dnsmasq")
+            .args(["--keep-in-foreground", "--log-facility=-"])
+            .arg(format!("--conf-file={}", config.display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dnsmasq from dnsmasq-base");
+        NodeDns { child, config: config.to_path_buf() }
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        *self = NodeDns::start(&self.config.clone());
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeDns {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `dig +short` from the host network namespace.
+fn dig(server: &str, name: &str) -> String {
+    let out = Command::new("dig")
+        .args(["+short", "+time=1", "+tries=1", &format!("@{server}"), name, "A"])
+        .output()
+        .expect("dig from bind9-dnsutils");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+async fn dig_until(server: &str, name: &str, expected: &str) -> bool {
+    eventually(GENEROUS, || {
+        let got = dig(server, name);
+        async move { got == expected }
+    })
+    .await
+}
+
+fn work_dir(tag: &str) -> PathBuf {
+    let dir = PathBuf::from(format!("/run/smarter-cni-test/node-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Makes the Docker network (as `setup` would) so the gateway address exists for dnsmasq.
+async fn ensure_network(net: &TestNet) {
+    let dir = work_dir(&format!("net-{}", net.name));
+    let conflist = dir.join("10-smarter-cni.conflist");
+    std::fs::write(&conflist, conflist_for(net).to_string()).unwrap();
+    let out = run_cli(&["setup", "--config", conflist.to_str().unwrap(), "--bin-dir", dir.join("bin").to_str().unwrap()]);
+    assert!(out.status.success(), "setup: {}", String::from_utf8_lossy(&out.stdout));
+}
+
+fn conflist_for(net: &TestNet) -> serde_json::Value {
+    let mut plugin = net.config("1.0.0");
+    for key in ["cniVersion", "name"] {
+        plugin.as_object_mut().unwrap().remove(key);
+    }
+    json!({"cniVersion": "1.0.0", "name": net.name, "plugins": [plugin]})
+}
+
+fn run_cli(args: &[&str]) -> std::process::Output {
+    let mut cmd = plugin_command(None);
+    cmd.args(args).env_remove("CNI_COMMAND").output().expect("run smarter-cni")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_mode_node_dns_answers_pod_names_and_follows_del_gc_and_restarts() {
+    let net = TestNet::new("hostdns");
+    ensure_network(&net).await;
+    let dir = work_dir("hostdns");
+    let mut dns = NodeDns::start(&node_dnsmasq_config(&net, &dir));
+    let a = Sandbox::start("sensor-a1", "iot", "sensor", &net.gateway).await;
+    let b = Sandbox::start("relay-b2", "iot", "relay", &net.gateway).await;
+    let ip_a = result_ip(&add(&net, &a, "1.0.0").await.ok().json());
+    let ip_b = result_ip(&add(&net, &b, "1.0.0").await.ok().json());
+
+    // From the host network namespace, every name form.
+    for (name, ip) in [("sensor", &ip_a), ("sensor-a1", &ip_a), ("sensor-a1.iot", &ip_a), ("relay-b2.iot", &ip_b)] {
+        assert!(dig_until(&net.gateway, name, ip).await, "{name} -> {ip}, got {:?}", dig(&net.gateway, name));
+    }
+
+    // From a host-networked pod: kubelet points its resolv.conf at the cluster DNS (= node DNS).
+    let host_pod = host_networked_pod(&net.gateway).await;
+    let (code, out) = exec_in(&host_pod, &["getent", "hosts", "sensor-a1"]).await;
+    assert_eq!((code, out.split_whitespace().next()), (0, Some(ip_a.as_str())), "{out}");
+
+    // Records survive a dnsmasq restart (they are files, re-read at start).
+    dns.restart();
+    assert!(dig_until(&net.gateway, "relay", &ip_b).await, "after restart");
+
+    // DEL removes the record, and node DNS stops answering the name.
+    del(&net, &a, "1.0.0").await.ok();
+    assert!(dig_until(&net.gateway, "sensor-a1", "").await, "gone after DEL");
+
+    // GC removes the records of sandboxes the runtime no longer lists.
+    let mut conf = net.config("1.1.0");
+    conf["cni.dev/valid-attachments"] = json!([]);
+    plugin(vec![("CNI_COMMAND".into(), "GC".into())], conf.to_string().into_bytes()).await.ok();
+    assert!(net.records().is_empty());
+    assert!(dig_until(&net.gateway, "relay", "").await, "gone after GC");
+
+    remove_container(&host_pod).await;
+    for pod in [&a, &b] {
+        pod.remove().await;
+    }
+    drop(dns);
+    net.cleanup().await;
+}
+
+async fn host_networked_pod(cluster_dns: &str) -> String {
+    let docker = docker();
+    let created = docker
+        .create_container(
+            None::<bollard::query_parameters::CreateContainerOptions>,
+            bollard::models::ContainerCreateBody {
+                image: Some(TEST_IMAGE.into()),
+                host_config: Some(bollard::models::HostConfig { network_mode: Some("host".into()), ..Default::default() }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    docker.start_container(&created.id, None::<bollard::query_parameters::StartContainerOptions>).await.unwrap();
+    let inspect = docker.inspect_container(&created.id, None::<bollard::query_parameters::InspectContainerOptions>).await.unwrap();
+    std::fs::write(inspect.resolv_conf_path.unwrap(), kubelet_resolv_conf("iot", cluster_dns)).unwrap();
+    created.id
+}
+
+async fn remove_container(id: &str) {
+    let _ = docker()
+        .remove_container(id, Some(bollard::query_parameters::RemoveContainerOptions { force: true, ..Default::default() }))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_brings_lo_up_and_down_in_a_real_namespace() {
+    let ns = format!("sct-lo-{}", std::process::id());
+    let status = Command::new("ip").args(["netns", "add", &ns]).status().unwrap();
+    assert!(status.success());
+    let netns = format!("/run/netns/{ns}");
+    let lo_state = || {
+        let out = Command::new("ip").args(["-n", &ns, "-o", "link", "show", "lo"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert!(!lo_state().contains("UP,"), "starts down: {}", lo_state());
+    let env = |command: &str| {
+        vec![
+            ("CNI_COMMAND".to_string(), command.to_string()),
+            ("CNI_CONTAINERID".to_string(), "lo-test".to_string()),
+            ("CNI_NETNS".to_string(), netns.clone()),
+            ("CNI_IFNAME".to_string(), "lo".to_string()),
+            ("CNI_PATH".to_string(), "/opt/cni/bin".to_string()),
+        ]
+    };
+    let conf = br#"{"cniVersion":"1.0.0","name":"cni-loopback","type":"loopback"}"#;
+    let out = run_plugin_as(Some("loopback"), &env("ADD"), conf);
+    let doc = out.ok().json();
+    assert_eq!(doc["interfaces"][0]["name"], "lo");
+    assert_eq!(doc["ips"][0]["address"], "127.0.0.1/8");
+    assert!(lo_state().contains("UP,"), "up after ADD: {}", lo_state());
+    run_plugin_as(Some("loopback"), &env("CHECK"), conf).ok();
+    run_plugin_as(Some("loopback"), &env("DEL"), conf).ok();
+    assert!(!lo_state().contains("UP,"), "down after DEL: {}", lo_state());
+    let out = run_plugin_as(Some("loopback"), &env("CHECK"), conf);
+    assert_eq!(out.error_code(), 101);
+    // Legacy result shape too.
+    let legacy = run_plugin_as(Some("loopback"), &env("ADD"), br#"{"cniVersion":"0.2.0","name":"lo","type":"loopback"}"#);
+    assert_eq!(legacy.ok().json()["ip4"]["ip"], "127.0.0.1/8");
+    Command::new("ip").args(["netns", "del", &ns]).status().unwrap();
+    // The namespace is gone: DEL still succeeds.
+    run_plugin_as(Some("loopback"), &env("DEL"), conf).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_twice_changes_nothing_the_second_time() {
+    let net = TestNet::new("setup");
+    let dir = work_dir("setup");
+    let source = dir.join("share/10-smarter-cni.conflist");
+    std::fs::create_dir_all(source.parent().unwrap()).unwrap();
+    std::fs::write(&source, serde_json::to_string_pretty(&conflist_for(&net)).unwrap()).unwrap();
+    let args = |_: ()| {
+        vec![
+            "setup".to_string(),
+            "--config".into(),
+            source.display().to_string(),
+            "--conf-dir".into(),
+            dir.join("net.d").display().to_string(),
+            "--bin-dir".into(),
+            dir.join("bin").display().to_string(),
+        ]
+    };
+    let run = |args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run_cli(&refs);
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let (ok, first) = run(args(()));
+    assert!(ok, "{first}");
+    assert!(first.contains("installed"), "{first}");
+    assert!(first.contains("created Docker network"), "{first}");
+    assert!(first.contains("linked"), "{first}");
+    let network_id = docker()
+        .inspect_network(&net.name, None::<bollard::query_parameters::InspectNetworkOptions>)
+        .await
+        .unwrap()
+        .id;
+    let installed = dir.join("net.d/10-smarter-cni.conflist");
+    let mtime = std::fs::metadata(&installed).unwrap().modified().unwrap();
+
+    let (ok, second) = run(args(()));
+    assert!(ok, "{second}");
+    assert!(second.contains("setup: 0 changed, 0 warnings, 0 errors"), "{second}");
+    assert!(!second.contains("changed  "), "{second}");
+    let network_id_after = docker()
+        .inspect_network(&net.name, None::<bollard::query_parameters::InspectNetworkOptions>)
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(network_id, network_id_after, "network kept");
+    assert_eq!(mtime, std::fs::metadata(&installed).unwrap().modified().unwrap(), "conflist untouched");
+    assert_eq!(std::fs::read_link(dir.join("bin/loopback")).unwrap(), std::fs::canonicalize(plugin_binary()).unwrap_or_else(|_| PathBuf::from(plugin_binary())));
+    net.cleanup().await;
+}
+
+fn plugin_binary() -> String {
+    std::env::var("SMARTER_CNI_PLUGIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_smarter-cni").to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_never_removes_a_network_with_pods_attached() {
+    let net = TestNet::new("keepnet");
+    let pod = Sandbox::start("keep-pod", "default", "keeppod", "10.43.0.10").await;
+    add(&net, &pod, "1.0.0").await.ok();
+    // The operator changes the subnet in the conflist while a pod runs.
+    let mut changed = TestNet { name: net.name.clone(), subnet: String::new(), gateway: String::new(), records_dir: net.records_dir.clone(), extra: json!({}) };
+    (changed.subnet, changed.gateway) = next_subnet();
+    let dir = work_dir("keepnet");
+    let conflist = dir.join("10-smarter-cni.conflist");
+    std::fs::write(&conflist, conflist_for(&changed).to_string()).unwrap();
+    let out = run_cli(&["setup", "--config", conflist.to_str().unwrap(), "--bin-dir", dir.join("bin").to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("setup will not remove it"), "{text}");
+    assert!(pod.endpoints().await.contains_key(&net.name), "pod still attached");
+    // Once the pod is gone, setup recreates the network with the new subnet.
+    del(&net, &pod, "1.0.0").await.ok();
+    let out = run_cli(&["setup", "--config", conflist.to_str().unwrap(), "--bin-dir", dir.join("bin").to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("recreated"), "{text}");
+    pod.remove().await;
+    net.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_is_healthy_then_names_each_broken_part() {
+    let net = TestNet::new("status");
+    let dir = work_dir("status");
+    let conf_dir = dir.join("net.d");
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    let conflist = conf_dir.join("10-smarter-cni.conflist");
+    std::fs::write(&conflist, conflist_for(&net).to_string()).unwrap();
+    let bin = dir.join("bin");
+    let setup = run_cli(&["setup", "--config", conflist.to_str().unwrap(), "--bin-dir", bin.to_str().unwrap()]);
+    assert!(setup.status.success());
+    let dnsmasq_config = node_dnsmasq_config(&net, &dir);
+    let mut dns = NodeDns::start(&dnsmasq_config);
+    let pod = Sandbox::start("status-pod", "default", "statuspod", &net.gateway).await;
+    let ip = result_ip(&add(&net, &pod, "1.0.0").await.ok().json());
+    let status = |conflist: &Path| {
+        let out = run_cli(&[
+            "status", "--json", "--config", conflist.to_str().unwrap(), "--bin-dir", bin.to_str().unwrap(),
+            "--dnsmasq-config", dnsmasq_config.to_str().unwrap(),
+        ]);
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json prints JSON");
+        (out.status.code(), doc)
+    };
+    let healthy = eventually(GENEROUS, || {
+        let (code, _) = status(&conflist);
+        async move { code == Some(0) }
+    })
+    .await;
+    let (code, doc) = status(&conflist);
+    assert!(healthy && code == Some(0), "{doc:#}");
+    let row = &doc["pods"][0];
+    assert_eq!((row["namespace"].as_str(), row["pod"].as_str(), row["ip"].as_str()), (Some("default"), Some("status-pod"), Some(ip.as_str())));
+    assert_eq!((row["record"].as_bool(), row["resolves"].as_bool()), (Some(true), Some(true)), "{doc:#}");
+
+    let problem_about = |doc: &serde_json::Value, word: &str| {
+        doc["problems"].as_array().unwrap().iter().any(|p| p["problem"].as_str().unwrap_or("").contains(word) && !p["fix"].as_str().unwrap_or("").is_empty())
+    };
+    // DNS down.
+    dns.stop();
+    let (code, doc) = status(&conflist);
+    assert_eq!(code, Some(1));
+    assert!(problem_about(&doc, "does not answer"), "{doc:#}");
+    dns.restart();
+    // Conflist shadowed by a file sorting first.
+    std::fs::write(conf_dir.join("00-other.conflist"), "{}").unwrap();
+    let (code, doc) = status(&conflist);
+    assert_eq!(code, Some(1));
+    assert!(problem_about(&doc, "shadows"), "{doc:#}");
+    std::fs::remove_file(conf_dir.join("00-other.conflist")).unwrap();
+    // Engine down.
+    let mut broken = conflist_for(&net);
+    broken["plugins"][0]["dockerHost"] = json!("unix:///run/smarter-cni-test/no-engine.sock");
+    let broken_path = conf_dir.join("10-smarter-cni.conflist");
+    let original = std::fs::read(&broken_path).unwrap();
+    std::fs::write(&broken_path, broken.to_string()).unwrap();
+    let (code, doc) = status(&conflist);
+    assert_eq!(code, Some(1));
+    assert!(problem_about(&doc, "is dockerd running"), "{doc:#}");
+    std::fs::write(&broken_path, original).unwrap();
+    // Network missing.
+    del(&net, &pod, "1.0.0").await.ok();
+    pod.remove().await;
+    docker().remove_network(&net.name).await.unwrap();
+    let (code, doc) = status(&conflist);
+    assert_eq!(code, Some(1));
+    assert!(problem_about(&doc, "does not exist"), "{doc:#}");
+    drop(dns);
+    net.cleanup().await;
+}
