@@ -20,6 +20,8 @@ eval "$(scripts/engines.sh env)"
 set +a
 SMARTER_CNI_TEST_CNITOOL=$(scripts/cnitool.sh)
 export SMARTER_CNI_TEST_CNITOOL
+# Leftovers of an interrupted run would hold subnets and names the suites need.
+scripts/test-cleanup.sh
 
 step "unit tests"
 cargo test --locked --lib --bins

@@ -91,7 +91,7 @@ async fn finish_add(
         CniError::new(code::ENGINE_FAILURE, format!("Docker gave the sandbox no IPv4 address on {}", config.network))
     })?;
     if let Some(path) = &attached.resolv_conf_path {
-        resolv::point_at_embedded_dns(path).map_err(|e| {
+        resolv::point_at_embedded_dns(path, Some(config.dns.address)).map_err(|e| {
             CniError::io(format!("cannot point {} at Docker's embedded DNS: {e}", path.display()))
         })?;
     }
@@ -113,7 +113,7 @@ async fn finish_add(
         prefix_len: if endpoint.prefix_len > 0 { endpoint.prefix_len } else { config.subnet.prefix_len },
         gateway: endpoint.gateway.or(Some(config.gateway)),
         default_route: true,
-        dns: Dns { nameservers: vec![resolv::EMBEDDED_DNS.to_string()], ..Dns::default() },
+        dns: Dns { nameservers: vec![resolv::EMBEDDED_DNS.to_string(), config.dns.address.to_string()], ..Dns::default() },
     })
 }
 
@@ -191,9 +191,14 @@ async fn check(call: &Call) -> Result<(), CniError> {
         }
     }
     if let Some(path) = &sandbox.resolv_conf_path {
-        match resolv::uses_embedded_dns(path) {
+        match resolv::uses_embedded_dns(path, Some(config.dns.address)) {
             Ok(true) => {}
-            Ok(false) => problems.push(format!("{} does not point at Docker's embedded DNS {}", path.display(), resolv::EMBEDDED_DNS)),
+            Ok(false) => problems.push(format!(
+                "{} does not name {} and node DNS {} as its nameservers",
+                path.display(),
+                resolv::EMBEDDED_DNS,
+                config.dns.address
+            )),
             Err(e) => problems.push(format!("cannot read {}: {e}", path.display())),
         }
     }

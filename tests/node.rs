@@ -12,14 +12,48 @@ use std::time::Duration;
 const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/images/rootfs");
 const GENEROUS: Duration = Duration::from_secs(10);
 
+/// Stands in for the internet: a dnsmasq on loopback that knows one name. Node DNS in
+/// these tests forwards here, never to the machine's real resolvers.
+const UPSTREAM_NAME: &str = "upstream.example";
+const UPSTREAM_ADDRESS: &str = "192.0.2.44";
+
+struct Upstream {
+    child: Child,
+    port: u16,
+}
+
+impl Upstream {
+    fn start() -> Upstream {
+        static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+        let port = 20000 + (std::process::id() % 5000) as u16 * 4 + NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let child = Command::new("dnsmasq")
+            .args(["--keep-in-foreground", "--no-resolv", "--no-hosts", "--listen-address=127.0.0.1", "--bind-interfaces", "--pid-file="])
+            .arg(format!("--port={port}"))
+            .arg(format!("--address=/{UPSTREAM_NAME}/{UPSTREAM_ADDRESS}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dnsmasq from dnsmasq-base");
+        Upstream { child, port }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The shipped dnsmasq configuration, edited the way an operator edits it for another
-/// subnet: listen address and records folder.
-fn node_dnsmasq_config(net: &TestNet, dir: &Path) -> PathBuf {
+/// subnet (listen address, records folder) and other upstream servers.
+fn node_dnsmasq_config(net: &TestNet, dir: &Path, upstream: &Upstream) -> PathBuf {
     let shipped = std::fs::read_to_string(format!("{SHIPPED}/etc/smarter-cni/dnsmasq.conf")).unwrap();
-    let edited = shipped
+    let mut edited = shipped
         .replace("listen-address=172.38.0.1", &format!("listen-address={}", net.gateway))
         .replace("hostsdir=/run/smarter-cni/mynet/hosts", &format!("hostsdir={}", net.records_dir.display()));
     assert_ne!(shipped, edited, "shipped config has the expected defaults");
+    edited.push_str(&format!("no-resolv\nserver=127.0.0.1#{}\n", upstream.port));
     let path = dir.join("dnsmasq.conf");
     std::fs::write(&path, edited).unwrap();
     path
@@ -33,11 +67,13 @@ struct NodeDns {
 
 impl NodeDns {
     fn start(config: &Path) -> NodeDns {
+        // Its log beside its config, for when a test fails.
         let child = Command::new("dnsmasq")
-            .args(["--keep-in-foreground", "--log-facility=-"])
+            .arg("--keep-in-foreground")
+            .arg(format!("--log-facility={}", config.with_extension("log").display()))
             .arg(format!("--conf-file={}", config.display()))
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(config.with_extension("stderr")).unwrap())
             .spawn()
             .expect("dnsmasq from dnsmasq-base");
         NodeDns { child, config: config.to_path_buf() }
@@ -111,7 +147,8 @@ async fn host_mode_node_dns_answers_pod_names_and_follows_del_gc_and_restarts() 
     let net = TestNet::new("hostdns");
     ensure_network(&net).await;
     let dir = work_dir("hostdns");
-    let mut dns = NodeDns::start(&node_dnsmasq_config(&net, &dir));
+    let upstream = Upstream::start();
+    let mut dns = NodeDns::start(&node_dnsmasq_config(&net, &dir, &upstream));
     let a = Sandbox::start("sensor-a1", "iot", "sensor", &net.gateway).await;
     let b = Sandbox::start("relay-b2", "iot", "relay", &net.gateway).await;
     let ip_a = result_ip(&add(&net, &a, "1.0.0").await.ok().json());
@@ -124,8 +161,17 @@ async fn host_mode_node_dns_answers_pod_names_and_follows_del_gc_and_restarts() 
 
     // From a host-networked pod: kubelet points its resolv.conf at the cluster DNS (= node DNS).
     let host_pod = host_networked_pod(&net.gateway).await;
-    let (code, out) = exec_in(&host_pod, &["getent", "hosts", "sensor-a1"]).await;
-    assert_eq!((code, out.split_whitespace().next()), (0, Some(ip_a.as_str())), "{out}");
+    for (name, ip) in [("sensor-a1", ip_a.as_str()), (UPSTREAM_NAME, UPSTREAM_ADDRESS)] {
+        let (code, out) = exec_in(&host_pod, &["getent", "hosts", name]).await;
+        assert_eq!((code, out.split_whitespace().next()), (0, Some(ip)), "host-networked pod: {name}: {out}");
+    }
+
+    // A pod resolves its peers through the embedded DNS and an outside name through the
+    // chain: embedded DNS, then node DNS, then the upstream server.
+    for (name, ip) in [("relay", ip_b.as_str()), (UPSTREAM_NAME, UPSTREAM_ADDRESS)] {
+        let (code, out) = a.exec(&["getent", "hosts", name]).await;
+        assert_eq!((code, out.split_whitespace().next()), (0, Some(ip)), "pod: {name}: {out}");
+    }
 
     // Records survive a dnsmasq restart (they are files, re-read at start).
     dns.restart();
@@ -306,7 +352,8 @@ async fn status_is_healthy_then_names_each_broken_part() {
     let bin = dir.join("bin");
     let setup = run_cli(&["setup", "--config", conflist.to_str().unwrap(), "--bin-dir", bin.to_str().unwrap()]);
     assert!(setup.status.success());
-    let dnsmasq_config = node_dnsmasq_config(&net, &dir);
+    let upstream = Upstream::start();
+    let dnsmasq_config = node_dnsmasq_config(&net, &dir, &upstream);
     let mut dns = NodeDns::start(&dnsmasq_config);
     let pod = Sandbox::start("status-pod", "default", "statuspod", &net.gateway).await;
     let ip = result_ip(&add(&net, &pod, "1.0.0").await.ok().json());

@@ -30,7 +30,8 @@ async fn two_pods_resolve_each_other_by_hostname_and_pod_name() {
     }
     // The runtime's search domains and options survive; only the nameserver changed.
     let (_, resolv) = a.exec(&["cat", "/etc/resolv.conf"]).await;
-    assert!(resolv.lines().any(|l| l == "nameserver 127.0.0.11"), "{resolv}");
+    let servers: Vec<&str> = resolv.lines().filter_map(|l| l.strip_prefix("nameserver ")).collect();
+    assert_eq!(servers, ["127.0.0.11", net.gateway.as_str()], "embedded DNS, then node DNS: {resolv}");
     assert!(!resolv.contains(CLUSTER_DNS), "{resolv}");
     assert!(resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"), "{resolv}");
     assert!(resolv.contains("options ndots:5"), "{resolv}");

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Removes what an interrupted test run may have left on the test engines: containers the
+# harness labelled, networks it named sct-*, and its folders under /run. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+set -a
+eval "$(scripts/engines.sh env)"
+set +a
+for host in "$D20_HOST" "$D26_HOST"; do
+  ids=$("$DOCKER" -H "$host" ps -aq --filter label=smarter-cni-test=1)
+  if [[ -n "$ids" ]]; then
+    # shellcheck disable=SC2086 # one ID per word
+    "$DOCKER" -H "$host" rm -f $ids >/dev/null
+  fi
+  for net in $("$DOCKER" -H "$host" network ls --format '{{.Name}}' | grep '^sct-' || true); do
+    # shellcheck disable=SC2016 # a Go template, not a shell expansion
+    for c in $("$DOCKER" -H "$host" network inspect -f '{{range $id, $_ := .Containers}}{{$id}} {{end}}' "$net"); do
+      "$DOCKER" -H "$host" rm -f "$c" >/dev/null 2>&1 || true
+    done
+    "$DOCKER" -H "$host" network rm "$net" >/dev/null
+  done
+done
+pkill -f -- '--conf-file=/run/smarter-cni-test/' 2>/dev/null || true
+for ns in $(ip netns list | awk '/^sct-/ {print $1}'); do ip netns del "$ns"; done
+rm -rf /run/smarter-cni-test/records /run/smarter-cni-test/node-* /run/smarter-cni-test/cnitool-* \
+  /run/smarter-cni-test/bin-* /run/smarter-cni-test/stopped-* /run/smarter-cni-test/hung-*

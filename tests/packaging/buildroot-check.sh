@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# CI checks of the Buildroot external tree (buildroot/) against the code it
+# packages. No Buildroot checkout needed (see buildroot/README.md for the
+# checks that need one).
+#
+#  - package versions == Cargo.toml version; .hash entries match the files;
+#  - every file the packages, defconfigs, board scripts and provisioning hook
+#    reference exists, and every file of images/rootfs is installed by one of
+#    them (a new unit or config must be wired into the image);
+#  - the units pass `systemd-analyze verify` with warnings as errors;
+#  - shellcheck on every shell script of the tree;
+#  - each board's genimage.cfg builds an sdcard.img from placeholder inputs
+#    with Debian's genimage;
+#  - post-build.sh runs against a placeholder target directory.
+#
+# Usage: tests/packaging/buildroot-check.sh   (root: installs missing tools with apt)
+set -uo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
+EXT="${REPO}/buildroot"
+ROOTFS="${REPO}/images/rootfs"
+WORK=$(mktemp -d)
+trap 'rm -rf "${WORK}"' EXIT
+
+passed=0
+failed=0
+pass() { printf 'ok   %s\n' "$1"; passed=$((passed + 1)); }
+fail() { printf 'FAIL %s\n' "$1"; shift; [ $# -eq 0 ] || printf '     %s\n' "$@"; failed=$((failed + 1)); }
+
+# ------------------------------------------------------------------ tools
+need_tools() {
+	local -A deb_of=([shellcheck]=shellcheck [genimage]=genimage [mcopy]=mtools
+		[mkfs.vfat]=dosfstools [mkfs.ext4]=e2fsprogs [systemd-analyze]=systemd
+		[sfdisk]=fdisk)
+	local missing=() tool
+	for tool in "${!deb_of[@]}"; do
+		command -v "${tool}" >/dev/null 2>&1 || PATH="${PATH}:/usr/sbin:/sbin" command -v "${tool}" >/dev/null 2>&1 ||
+			missing+=("${deb_of[${tool}]}")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	printf 'buildroot-check: installing %s\n' "${missing[*]}" >&2
+	{ apt-get -o DPkg::Lock::Timeout=300 update -qq &&
+		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
+			install -y -qq --no-install-recommends "${missing[@]}"; } >"${WORK}/apt.log" 2>&1 ||
+		{ cat "${WORK}/apt.log" >&2; return 1; }
+}
+export PATH="${PATH}:/usr/sbin:/sbin"
+if ! need_tools; then
+	fail "tools installed with apt"
+	echo "buildroot-check: ${passed} passed, ${failed} failed"
+	exit 1
+fi
+
+mk_var() { # <file.mk> <VARIABLE>: its value (single-line assignments)
+	sed -n "s/^$2 = //p" "$1"
+}
+
+# ------------------------------------------------------------------ versions
+cargo_version=$(sed -n '/^\[package\]/,/^\[/s/^version = "\(.*\)"/\1/p' "${REPO}/Cargo.toml")
+for mk in "${EXT}"/package/*/*.mk; do
+	pkg=$(basename "${mk}" .mk)
+	var=$(echo "${pkg}" | tr 'a-z-' 'A-Z_')_VERSION
+	v=$(mk_var "${mk}" "${var}")
+	if [ -n "${cargo_version}" ] && [ "${v}" = "${cargo_version}" ]; then
+		pass "version: ${pkg} ${v} == Cargo.toml"
+	else
+		fail "version: ${pkg} '${v}' != Cargo.toml '${cargo_version}'"
+	fi
+done
+
+# ------------------------------------------------------------------ hashes
+for h in "${EXT}"/package/*/*.hash; do
+	bad=()
+	while read -r algo sum file; do
+		case "${algo}" in sha256) ;; ''|\#*) continue ;; *) bad+=("unexpected ${algo}"); continue ;; esac
+		case "${file}" in *-cargo[0-9].tar.gz|*.tar.*) continue ;; esac # downloads: not in the repo
+		have=$(sha256sum "${REPO}/${file}" 2>/dev/null | cut -d' ' -f1)
+		[ "${have}" = "${sum}" ] || bad+=("${file}: ${sum} in .hash, ${have:-missing} in the repo")
+	done <"${h}"
+	if [ ${#bad[@]} -eq 0 ]; then pass "hash: ${h#"${EXT}"/}"; else fail "hash: ${h#"${EXT}"/}" "${bad[@]}"; fi
+done
+
+# ------------------------------------------------------------------ referenced files
+# images/rootfs files installed by the packages ($(<PKG>_ROOTFS)/path) and by the
+# provisioning hook of post-build.sh.
+claimed="${WORK}/claimed"
+: >"${claimed}"
+for mk in "${EXT}"/package/*/*.mk; do
+	# shellcheck disable=SC2016 # a make variable, not a shell one
+	sed -n 's/.*\$([A-Z0-9_]*_ROOTFS)\/\([^ \\]*\).*/\1/p' "${mk}" >>"${claimed}"
+done
+grep -v -e '^#' -e '^[[:space:]]*$' "${EXT}/board/smarter/common/provisioning.files" |
+	awk '{print $2}' >>"${claimed}"
+missing=()
+while read -r p; do [ -f "${ROOTFS}/${p}" ] || missing+=("images/rootfs/${p}"); done <"${claimed}"
+# Other repository files: license files, the synced Cargo files.
+for mk in "${EXT}"/package/*/*.mk; do
+	for p in $(mk_var "${mk}" "$(basename "${mk}" .mk | tr 'a-z-' 'A-Z_')_LICENSE_FILES"); do
+		[ -f "${REPO}/${p}" ] || missing+=("${p} (${mk##*/})")
+	done
+	while read -r p; do
+		[ -e "${REPO}/${p}" ] || missing+=("${p} (rsync filter of ${mk##*/})")
+	done < <(grep -o -- '--include=/[^ \\]*' "${mk}" | sed 's|^--include=/||; s|/\*\*\*$||; s|/$||' | sort -u)
+done
+# External tree files named in Config.in, defconfigs and the config files.
+# shellcheck disable=SC2016 # Kconfig and make variables, not shell ones
+while read -r p; do
+	[ -e "${EXT}/${p}" ] || missing+=("buildroot/${p}")
+done < <(grep -ho '\(\$BR2_EXTERNAL_SMARTER_CNI_PATH\|\$(BR2_EXTERNAL_SMARTER_CNI_PATH)\)/[^" ]*' \
+	"${EXT}"/Config.in "${EXT}"/configs/*_defconfig | sed 's/^[^/]*\///' | sort -u)
+for d in "${EXT}"/board/smarter/*/genimage.cfg; do
+	[ -x "$(dirname "${d}")/../common/post-image.sh" ] || missing+=("post-image.sh for ${d#"${EXT}"/}")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	pass "referenced files exist ($(sort -u "${claimed}" | wc -l) from images/rootfs)"
+else
+	fail "referenced files exist" "${missing[@]}"
+fi
+
+unclaimed=()
+while read -r f; do
+	grep -qxF "${f}" "${claimed}" || unclaimed+=("images/rootfs/${f}")
+done < <(cd "${ROOTFS}" && find . -type f | sed 's|^\./||' | sort)
+if [ ${#unclaimed[@]} -eq 0 ]; then
+	pass "every images/rootfs file is installed by a package or provisioning.files"
+else
+	fail "images/rootfs files the Buildroot tree does not install (add them to a package .mk or board/smarter/common/provisioning.files)" "${unclaimed[@]}"
+fi
+
+# ------------------------------------------------------------------ units
+verify_units() { # <unit>...: systemd-analyze verify in a scratch root, warnings are errors
+	local root="${WORK}/unitroot" out
+	mkdir -p "${root}/usr/lib/systemd"
+	cp -a /usr/lib/systemd/system "${root}/usr/lib/systemd/"
+	# Stand-ins for what the image provides: executables and docker.service.
+	for b in opt/cni/bin/smarter-cni usr/sbin/dnsmasq usr/local/bin/k3s; do
+		mkdir -p "${root}/$(dirname "${b}")"
+		printf '#!/bin/sh\n' >"${root}/${b}"
+		chmod 0755 "${root}/${b}"
+	done
+	[ -e "${root}/usr/lib/systemd/system/docker.service" ] ||
+		printf '[Unit]\nDescription=stand-in\n[Service]\nExecStart=/usr/sbin/dnsmasq\n' \
+			>"${root}/usr/lib/systemd/system/docker.service"
+	cp "$@" "${root}/usr/lib/systemd/system/"
+	out=$(cd "${root}" && SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --root="${root}" \
+		"${@/#*\//usr/lib/systemd/system/}" 2>&1)
+	local rc=$?
+	[ ${rc} -eq 0 ] && [ -z "${out}" ] && return 0
+	printf '%s\n' "${out}"
+	return 1
+}
+units=()
+while read -r u; do
+	[ -n "${u}" ] && units+=("${ROOTFS}/${u}")
+done < <(grep '\.service$\|\.timer$\|\.socket$\|\.path$' "${claimed}" | sort -u)
+if [ ${#units[@]} -eq 0 ]; then
+	fail "systemd-analyze verify: no units found"
+elif out=$(verify_units "${units[@]}"); then
+	pass "systemd-analyze verify: ${#units[@]} units, no warnings"
+else
+	fail "systemd-analyze verify" "${out}"
+fi
+
+# ------------------------------------------------------------------ shellcheck
+scripts=("${BASH_SOURCE[0]}")
+while read -r f; do
+	head -n1 "${f}" | grep -q '^#!.*\(sh\|bash\)' && scripts+=("${f}")
+done < <(find "${EXT}" -type f | sort)
+if out=$(shellcheck "${scripts[@]}" 2>&1); then
+	pass "shellcheck: ${#scripts[@]} scripts"
+else
+	fail "shellcheck" "${out}"
+fi
+for f in "${scripts[@]:1}"; do
+	[ -x "${f}" ] || fail "executable bit: ${f#"${REPO}"/}"
+done
+
+# ------------------------------------------------------------------ genimage
+for cfg in "${EXT}"/board/smarter/*/genimage.cfg; do
+	board=$(basename "$(dirname "${cfg}")")
+	d="${WORK}/genimage-${board}"
+	mkdir -p "${d}/input" "${d}/out"
+	# Placeholders for every boot file the config names; "overlays" is a folder.
+	sed -n 's/^[[:space:]]*"\([^"]*\)",\{0,1\}$/\1/p' "${cfg}" | while read -r f; do
+		mkdir -p "${d}/input/$(dirname "${f}")"
+		case "${f}" in
+		*/overlays) mkdir -p "${d}/input/${f}" && echo placeholder >"${d}/input/${f}/README" ;;
+		*) echo "placeholder ${f}" >"${d}/input/${f}" ;;
+		esac
+	done
+	mkfs.ext4 -q -L rootfs -d "${d}/input" "${d}/input/rootfs.ext4" 8M >/dev/null 2>&1
+	mkdir -p "${d}/root"
+	if out=$(genimage --rootpath "${d}/root" --tmppath "${d}/tmp" --inputpath "${d}/input" \
+		--outputpath "${d}/out" --config "${cfg}" 2>&1) &&
+		parts=$(sfdisk -d "${d}/out/sdcard.img" 2>&1) &&
+		[ "$(grep -c '^[^ ]*sdcard.img[0-9] :' <<<"${parts}")" -eq 2 ] &&
+		grep -q 'type=c, bootable' <<<"${parts}" &&
+		# The firmware reads config.txt and overlays/ at the root of the FAT.
+		MTOOLS_SKIP_CHECK=1 mdir -i "${d}/out/boot.vfat" ::config.txt >/dev/null 2>&1 &&
+		MTOOLS_SKIP_CHECK=1 mdir -i "${d}/out/boot.vfat" ::overlays/README >/dev/null 2>&1; then
+		pass "genimage: ${board} sdcard.img (boot FAT + rootfs)"
+	else
+		fail "genimage: ${board}" "${out}" "${parts:-}"
+	fi
+done
+
+# ------------------------------------------------------------------ post-build
+t="${WORK}/target"
+mkdir -p "${t}/opt/cni/bin" "${t}/etc/cni/net.d" "${t}/etc/smarter-cni" "${t}/usr/sbin"
+touch "${t}/opt/cni/bin/smarter-cni" "${t}/etc/cni/net.d/10-smarter-cni.conflist" \
+	"${t}/etc/smarter-cni/dnsmasq.conf" "${t}/usr/sbin/dnsmasq"
+ln -s smarter-cni "${t}/opt/cni/bin/loopback"
+if out=$("${EXT}/board/smarter/common/post-build.sh" "${t}" "${EXT}/board/smarter/rpi4_64" 2>&1) &&
+	[ -L "${t}/etc/systemd/system/getty.target.wants/getty@tty1.service" ]; then
+	pass "post-build.sh on a placeholder target"
+else
+	fail "post-build.sh on a placeholder target" "${out}"
+fi
+rm -f "${t}/opt/cni/bin/loopback"
+if "${EXT}/board/smarter/common/post-build.sh" "${t}" >/dev/null 2>&1; then
+	fail "post-build.sh rejects a target without /opt/cni/bin/loopback"
+else
+	pass "post-build.sh rejects a target without /opt/cni/bin/loopback"
+fi
+
+echo "buildroot-check: ${passed} passed, ${failed} failed"
+[ "${failed}" -eq 0 ]
