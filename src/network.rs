@@ -8,11 +8,10 @@ use std::collections::HashMap;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Label on networks this plugin created.
 pub const MANAGED_LABEL: &str = "dev.smarter-cni.managed";
-const LOCK_DIR: &str = "/run/smarter-cni/locks";
 
 pub fn spec(config: &PluginConfig) -> NetworkSpec {
     NetworkSpec {
@@ -79,7 +78,7 @@ pub async fn ensure(engine: &Engine, config: &PluginConfig) -> Result<Network, C
     if let Some(net) = inspect(engine, config).await? {
         return Ok(net);
     }
-    let _lock = NetworkLock::acquire(&config.network)?;
+    let _lock = NetworkLock::acquire(Path::new(crate::config::DEFAULT_STATE_ROOT), &config.network)?;
     if let Some(net) = inspect(engine, config).await? {
         return Ok(net);
     }
@@ -104,10 +103,10 @@ struct NetworkLock {
 }
 
 impl NetworkLock {
-    fn acquire(network: &str) -> Result<NetworkLock, CniError> {
+    fn acquire(state_root: &Path, network: &str) -> Result<NetworkLock, CniError> {
         let io_error = |what: &str, e: std::io::Error| CniError::io(format!("cannot {what} the lock for network {network}: {e}"));
-        DirBuilder::new().recursive(true).mode(0o700).create(LOCK_DIR).map_err(|e| io_error("create the folder for", e))?;
-        let path = PathBuf::from(LOCK_DIR).join(format!("{network}.lock"));
+        let lock_dir = lock_dir(state_root).map_err(|e| io_error("create the folder for", e))?;
+        let path = lock_dir.join(format!("{network}.lock"));
         let file = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&path).map_err(|e| io_error("open", e))?;
         // SAFETY: flock on a descriptor we own; blocks until the holder releases it.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
@@ -118,10 +117,32 @@ impl NetworkLock {
     }
 }
 
+/// `<root>/locks`, private to root. The root itself stays world-traversable: dnsmasq reads
+/// the records below it after dropping privileges.
+fn lock_dir(state_root: &Path) -> std::io::Result<PathBuf> {
+    DirBuilder::new().recursive(true).mode(0o755).create(state_root)?;
+    let dir = state_root.join("locks");
+    DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+    Ok(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cni::NetConf;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn lock_folder_is_private_but_state_root_stays_readable() {
+        let root = std::env::temp_dir().join(format!("smarter-cni-lock-{}", std::process::id())).join("state");
+        let lock = NetworkLock::acquire(&root, "mynet").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root), 0o755);
+        assert_eq!(mode(&root.join("locks")), 0o700);
+        drop(lock);
+        NetworkLock::acquire(&root, "mynet").unwrap();
+        std::fs::remove_dir_all(root.parent().unwrap()).unwrap();
+    }
 
     fn config(extra: &str) -> PluginConfig {
         let json = format!(r#"{{"cniVersion":"1.0.0","name":"mynet","type":"smarter-cni"{extra}}}"#);

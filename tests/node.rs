@@ -411,3 +411,83 @@ async fn status_is_healthy_then_names_each_broken_part() {
     drop(dns);
     net.cleanup().await;
 }
+
+/// A dnsmasq image built from Debian's binary (the harness's tools image, retagged), saved
+/// to an archive and removed from the engine, so `setup` must load it from the file.
+async fn dns_image_archive(dir: &Path) -> (String, PathBuf) {
+    use futures_util::StreamExt;
+    let docker = docker();
+    let repo = "smarter-cni-test/dnsmasq".to_string();
+    let tag = format!("{}", std::process::id());
+    let image = format!("{repo}:{tag}");
+    docker
+        .tag_image(TEST_IMAGE, Some(bollard::query_parameters::TagImageOptions { repo: Some(repo), tag: Some(tag) }))
+        .await
+        .unwrap();
+    let mut bytes = Vec::new();
+    let mut stream = docker.export_image(&image);
+    while let Some(chunk) = stream.next().await {
+        bytes.extend_from_slice(&chunk.unwrap());
+    }
+    let archive = dir.join("dnsmasq-image.tar");
+    std::fs::write(&archive, bytes).unwrap();
+    docker.remove_image(&image, None::<bollard::query_parameters::RemoveImageOptions>, None).await.unwrap();
+    (image, archive)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_mode_dns_answers_and_its_address_never_goes_to_a_pod() {
+    let mut net = TestNet::new("ctrdns");
+    let dir = work_dir("ctrdns");
+    let (image, archive) = dns_image_archive(&dir).await;
+    let dns_name = format!("{}-dns", net.name);
+    net.extra = json!({"dns": {"mode": "container", "image": image, "imageArchive": archive, "containerName": dns_name}});
+    let dns_address = net.gateway.rsplit_once('.').map(|(prefix, _)| format!("{prefix}.2")).unwrap();
+
+    // Thirty pods start before the DNS container exists; none may take its address.
+    let mut pods = Vec::new();
+    for i in 0..30 {
+        pods.push(Sandbox::start(&format!("early-{i}"), "default", &format!("early{i}"), &dns_address).await);
+    }
+    let adds = futures_util::future::join_all(pods.iter().map(|p| add(&net, p, "1.0.0"))).await;
+    let ips: Vec<String> = adds.iter().map(|o| result_ip(&o.ok().json())).collect();
+    assert!(!ips.contains(&dns_address), "a pod took the DNS address: {ips:?}");
+
+    let conflist = dir.join("10-smarter-cni.conflist");
+    std::fs::write(&conflist, conflist_for(&net).to_string()).unwrap();
+    let setup = || {
+        let out = run_cli(&["setup", "--config", conflist.to_str().unwrap(), "--bin-dir", dir.join("bin").to_str().unwrap()]);
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let (ok, text) = setup();
+    assert!(ok, "{text}");
+    assert!(text.contains(&format!("created DNS container {dns_name} at {dns_address}")), "{text}");
+    let (ok, text) = setup();
+    assert!(ok && text.contains("setup: 0 changed"), "second setup changes nothing: {text}");
+
+    // Host processes ask the DNS container; it forwards to the embedded DNS, which knows
+    // every pod's names.
+    for (pod, ip) in pods.iter().zip(&ips).take(3) {
+        for name in [pod.pod.clone(), pod.hostname.clone()] {
+            let ip = ip.clone();
+            let found = eventually(GENEROUS, || {
+                let got = dig(&dns_address, &name);
+                let ip = ip.clone();
+                async move { got == ip }
+            })
+            .await;
+            assert!(found, "{name} via {dns_address}: {:?}", dig(&dns_address, &name));
+        }
+    }
+    let status = run_cli(&["status", "--config", conflist.to_str().unwrap(), "--bin-dir", dir.join("bin").to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&status.stdout).to_string();
+    assert!(text.contains(&format!("container {dns_name} at {dns_address}")), "{text}");
+
+    for pod in &pods {
+        del(&net, pod, "1.0.0").await.ok();
+        pod.remove().await;
+    }
+    remove_container(&dns_name).await;
+    let _ = docker().remove_image(&image, None::<bollard::query_parameters::RemoveImageOptions>, None).await;
+    net.cleanup().await;
+}

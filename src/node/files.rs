@@ -37,6 +37,20 @@ pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> io::Result<()> {
     result
 }
 
+/// dnsmasq reads the records after dropping root: the folder must be listable by others,
+/// and every folder above it traversable. Returns the first folder that is not.
+pub fn first_unreadable_for_others(dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let own = fs::metadata(dir).map(|m| m.permissions().mode() & 0o005 == 0o005).unwrap_or(false);
+    if !own {
+        return Some(dir.to_path_buf());
+    }
+    dir.ancestors()
+        .skip(1)
+        .find(|a| fs::metadata(a).map(|m| m.permissions().mode() & 0o001 == 0).unwrap_or(true))
+        .map(Path::to_path_buf)
+}
+
 /// What `status` reads from dnsmasq's configuration to spot drift from the conflist.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct DnsmasqSettings {
@@ -68,6 +82,19 @@ mod tests {
         let (_, config) = super::super::load_config(&root.join("etc/cni/net.d/10-smarter-cni.conflist")).unwrap();
         assert_eq!(settings.listen_addresses, vec![config.dns.address.to_string()]);
         assert_eq!(settings.hostsdirs, vec![config.dns.records_dir.display().to_string()]);
+    }
+
+    #[test]
+    fn finds_the_folder_that_hides_records_from_dnsmasq() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(format!("smarter-cni-perm-{}", std::process::id()));
+        let records = base.join("state/mynet/hosts");
+        fs::create_dir_all(&records).unwrap();
+        fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(first_unreadable_for_others(&records), None);
+        fs::set_permissions(base.join("state"), fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(first_unreadable_for_others(&records), Some(base.join("state")));
+        fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

@@ -233,6 +233,15 @@ fn split_pod(pod: Option<&str>) -> (String, String) {
 
 fn check_node_dns(config: &PluginConfig, paths: &NodePaths, status: &mut Status) {
     if config.dns.mode == DnsMode::Host {
+        let records = &config.dns.records_dir;
+        let result = match files::first_unreadable_for_others(records) {
+            None => Ok(format!("{} readable by dnsmasq", records.display())),
+            Some(folder) => Err((
+                format!("dnsmasq cannot read the DNS records: {} is missing or not readable by other users", folder.display()),
+                format!("chmod 755 {} (or run smarter-cni setup)", folder.display()),
+            )),
+        };
+        status.check("dns-records", result);
         if let Ok(settings) = files::read_dnsmasq_settings(&paths.dnsmasq_config) {
             let address = config.dns.address.to_string();
             let dir = config.dns.records_dir.display().to_string();

@@ -1,0 +1,184 @@
+//! Benchmark (prints numbers; asserts nothing): ADD/DEL of the plugin process against the
+//! same engine work done from one warm process, VERSION latency and peak RSS, node DNS
+//! record latency, binary size. Run with scripts/bench.sh.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::*;
+use smarter_cni::dns::query::{query_a, Answer};
+use smarter_cni::docker::Engine;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PODS: usize = 40;
+const VERSION_RUNS: usize = 300;
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[index]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn summary(name: &str, samples: &mut [Duration]) -> (Duration, Duration) {
+    let median = percentile(samples, 0.5);
+    let p95 = percentile(samples, 0.95);
+    println!("{name:<34} median {:>10}  p95 {:>10}  (n={})", ms(median), ms(p95), samples.len());
+    (median, p95)
+}
+
+/// VERSION as cri-dockerd runs it every 5 s; peak RSS from the kernel's rusage of children.
+fn bench_version() {
+    let mut samples = Vec::new();
+    for _ in 0..VERSION_RUNS {
+        let mut cmd = plugin_command(None);
+        cmd.env_clear().env("CNI_COMMAND", "VERSION").stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
+        let started = Instant::now();
+        let mut child = cmd.spawn().unwrap();
+        {
+            use std::io::Write;
+            let _ = child.stdin.take().unwrap().write_all(br#"{"cniVersion":"1.0.0"}"#);
+        }
+        assert!(child.wait().unwrap().success());
+        samples.push(started.elapsed());
+    }
+    summary("VERSION (process, wall)", &mut samples);
+    // SAFETY: getrusage fills the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    println!("{:<34} {:.2} MB", "VERSION peak RSS", usage.ru_maxrss as f64 / 1024.0);
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    // Only `cargo bench` runs this: `cargo test --benches` passes --test-ish flags; skip then.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let binary = std::env::var("SMARTER_CNI_PLUGIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_smarter-cni").to_string());
+    println!("plugin binary: {binary} ({} bytes)", std::fs::metadata(&binary).unwrap().len());
+    println!("engine: {}", docker_host());
+    bench_version();
+
+    let mut net = TestNet::new("bench");
+    net.extra = serde_json::json!({});
+    let dir = std::path::PathBuf::from(format!("/run/smarter-cni-test/bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dnsmasq = start_node_dns(&net, &dir);
+
+    // Warm-up: creates the network, so every measured ADD does the same work.
+    let warm = Sandbox::start("bench-warm", "default", "benchwarm", &net.gateway).await;
+    add(&net, &warm, "1.0.0").await.ok();
+
+    let mut pods = Vec::new();
+    for i in 0..PODS {
+        pods.push(Sandbox::start(&format!("bench-{i}"), "default", &format!("bench{i}"), &net.gateway).await);
+    }
+    let mut add_samples = Vec::new();
+    let mut dns_samples = Vec::new();
+    let gateway: Ipv4Addr = net.gateway.parse().unwrap();
+    for pod in &pods {
+        let out = add(&net, pod, "1.0.0").await;
+        out.ok();
+        add_samples.push(out.elapsed);
+        let answered = Instant::now();
+        let ip: Ipv4Addr = result_ip(&out.json()).parse().unwrap();
+        loop {
+            if let Ok(Answer::Addresses(found)) = query_a(SocketAddr::from((gateway, 53)), &pod.pod, Duration::from_millis(200)) {
+                if found.contains(&ip) {
+                    break;
+                }
+            }
+            assert!(answered.elapsed() < Duration::from_secs(5), "record for {} never answered", pod.pod);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        dns_samples.push(answered.elapsed());
+    }
+    let mut del_samples = Vec::new();
+    for pod in &pods {
+        let out = del(&net, pod, "1.0.0").await;
+        out.ok();
+        del_samples.push(out.elapsed);
+    }
+
+    // The floor: the same engine calls from one warm process (connection, version
+    // negotiation and runtime already paid), on the same pods.
+    let engine = Engine::connect(Path::new(&docker_socket()), Duration::from_secs(30)).await.unwrap();
+    let mut floor_add = Vec::new();
+    let mut floor_del = Vec::new();
+    for pod in &pods {
+        // DEL above left each sandbox without a network; give it `none` back like a new one.
+        engine.attach("none", &pod.id, &[], None).await.unwrap();
+        let aliases = vec![pod.hostname.clone(), pod.pod.clone(), format!("{}.{}", pod.pod, pod.namespace)];
+        let started = Instant::now();
+        let sandbox = engine.container(&pod.id).await.unwrap().unwrap();
+        engine.network(&net.name).await.unwrap().unwrap();
+        if sandbox.endpoints.contains_key("none") {
+            engine.detach("none", &pod.id).await.unwrap();
+        }
+        engine.attach(&net.name, &pod.id, &aliases, None).await.unwrap();
+        engine.container(&pod.id).await.unwrap().unwrap();
+        floor_add.push(started.elapsed());
+    }
+    for pod in &pods {
+        let started = Instant::now();
+        engine.container(&pod.id).await.unwrap().unwrap();
+        engine.detach(&net.name, &pod.id).await.unwrap();
+        floor_del.push(started.elapsed());
+    }
+
+    println!();
+    let (add_median, add_p95) = summary("ADD  plugin process", &mut add_samples);
+    let (floor_add_median, floor_add_p95) = summary("ADD  floor (warm process, API only)", &mut floor_add);
+    let (del_median, del_p95) = summary("DEL  plugin process", &mut del_samples);
+    let (floor_del_median, floor_del_p95) = summary("DEL  floor (warm process, API only)", &mut floor_del);
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    println!(
+        "ratio ADD median {:.3}x p95 {:.3}x | DEL median {:.3}x p95 {:.3}x   (target <= 1.15x)",
+        ratio(add_median, floor_add_median),
+        ratio(add_p95, floor_add_p95),
+        ratio(del_median, floor_del_median),
+        ratio(del_p95, floor_del_p95)
+    );
+    summary("node DNS answers after ADD returns", &mut dns_samples);
+
+    drop(dnsmasq);
+    for pod in pods.iter().chain([&warm]) {
+        pod.remove().await;
+    }
+    net.cleanup().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Node DNS as shipped, pointed at this run's network; no upstream (nothing leaves the host).
+fn start_node_dns(net: &TestNet, dir: &Path) -> ChildGuard {
+    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/images/rootfs/etc/smarter-cni/dnsmasq.conf")).unwrap();
+    let config = shipped
+        .replace("listen-address=172.38.0.1", &format!("listen-address={}", net.gateway))
+        .replace("hostsdir=/run/smarter-cni/mynet/hosts", &format!("hostsdir={}", net.records_dir.display()))
+        + "no-resolv\n";
+    std::fs::create_dir_all(&net.records_dir).unwrap();
+    let path = dir.join("dnsmasq.conf");
+    std::fs::write(&path, config).unwrap();
+    let child = Command::new("dnsmasq")
+        .args(["--keep-in-foreground", "--log-facility=/dev/null"])
+        .arg(format!("--conf-file={}", path.display()))
+        .spawn()
+        .expect("dnsmasq");
+    ChildGuard(child)
+}
+
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Benchmark on one engine (default Docker 26.1): prints ADD/DEL against the warm-process
+# floor, VERSION latency and peak RSS, node DNS record latency, and binary sizes.
+# Usage: scripts/bench.sh [d20|d26]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+engine=${1:-d26}
+scripts/deps.sh
+scripts/engines.sh start
+set -a
+eval "$(scripts/engines.sh env)"
+set +a
+scripts/test-cleanup.sh
+host_var=${engine^^}_HOST
+SMARTER_CNI_TEST_DOCKER_HOST=${!host_var} SMARTER_CNI_TEST_SUBNET_BASE=172.32 \
+  cargo bench --locked --bench plugin
+for binary in target/release/smarter-cni dist/*/smarter-cni; do
+  [[ -f "$binary" ]] && printf '%-34s %s bytes\n' "size $binary" "$(stat -c %s "$binary")"
+done
