@@ -91,13 +91,10 @@ fn invalid(msg: String) -> CniError {
     CniError::invalid_config(msg)
 }
 
-/// Docker's own rule for network and container names.
+/// Docker's own rule for network and container names: a container ID's characters, at
+/// most 128 of them.
 pub fn is_docker_name(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 128
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    text.len() <= 128 && crate::cni::env::is_container_id(text)
 }
 
 fn absolute_path(key: &str, text: &str) -> Result<PathBuf, CniError> {

@@ -274,7 +274,8 @@ async fn status(call: &Call) -> Result<(), CniError> {
     network::verify(&engine, &config).await.map_err(|e| not_ready(e.msg))
 }
 
-fn is_pod_sandbox(container: &Container) -> bool {
+/// A cri-dockerd pod sandbox (pause container), by its label.
+pub fn is_pod_sandbox(container: &Container) -> bool {
     let (key, value) = SANDBOX_LABEL.split_once('=').unwrap_or((SANDBOX_LABEL, ""));
     container.labels.get(key).map(String::as_str) == Some(value)
 }

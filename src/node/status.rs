@@ -192,12 +192,10 @@ async fn pod_rows(engine: &Engine, config: &PluginConfig, attached: &[String]) -
     let mut seen = Vec::new();
     for id in attached {
         let Ok(Some(container)) = engine.container(id).await else { continue };
-        if container.labels.get("io.kubernetes.docker.type").map(String::as_str) != Some("podsandbox") {
-            if !records.iter().any(|r| &r.container == id) {
-                continue;
-            }
-        }
         let record = records.iter().find(|r| &r.container == id);
+        if record.is_none() && !crate::plugin::is_pod_sandbox(&container) {
+            continue;
+        }
         seen.push(id.clone());
         rows.push(row_for(config, &container, record));
     }
