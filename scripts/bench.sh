@@ -12,8 +12,13 @@ eval "$(scripts/engines.sh env)"
 set +a
 scripts/test-cleanup.sh
 host_var=${engine^^}_HOST
+# Measure what gateways run: the static musl build (scripts/build-dist.sh), when there is one.
+musl=${SMARTER_CNI_TARGET_DIR:-${SMARTER_CNI_CACHE:-/var/cache/smarter-cni-build}/target}/x86_64-unknown-linux-musl/release/smarter-cni
+if [[ -z "${SMARTER_CNI_PLUGIN:-}" && -x "$musl" ]]; then
+  export SMARTER_CNI_PLUGIN=$musl
+fi
 SMARTER_CNI_TEST_DOCKER_HOST=${!host_var} SMARTER_CNI_TEST_SUBNET_BASE=172.32 \
   cargo bench --locked --bench plugin
-for binary in target/release/smarter-cni dist/*/smarter-cni; do
-  [[ -f "$binary" ]] && printf '%-34s %s bytes\n' "size $binary" "$(stat -c %s "$binary")"
+for binary in target/release/smarter-cni "${musl%/x86_64-unknown-linux-musl/*}"/*-linux-musl*/release/smarter-cni; do
+  if [[ -f "$binary" ]]; then printf '%-34s %s bytes\n' "size $binary" "$(stat -c %s "$binary")"; fi
 done

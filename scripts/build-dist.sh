@@ -15,13 +15,14 @@
 #   SMARTER_CNI_VERIFY=1    also rebuild into a fresh target dir and compare sha256 (reproducibility)
 #   SMARTER_CNI_NO_INSTALL=1  do not apt-get/pip install anything (fail if missing)
 #   SMARTER_CNI_LOCKED=0    build without --locked (default: Cargo.lock must be up to date)
-#   SMARTER_CNI_BUILD_STD_FEATURES  extra std features, e.g. optimize_for_size (experiments)
+#   SMARTER_CNI_BUILD_STD_FEATURES  std features for -Zbuild-std (default optimize_for_size,
+#                           about 14% smaller; set it empty to build std without them)
 #   SOURCE_DATE_EPOCH       overrides the timestamp (default: committer time of HEAD)
 set -euo pipefail
 
 readonly ZIGLANG_VERSION=0.17.1
 readonly CARGO_ZIGBUILD_VERSION=0.24.1
-readonly MAX_BINARY_BYTES=1572864 # 1.5 MiB
+readonly MAX_BINARY_BYTES=1500000 # the size budget: 1.5 MB
 readonly APT_PACKAGES=(rustc-web cargo-web rust-web-src libstd-rust-web-dev)
 readonly APT_TOOLS=(python3 python3-venv git file binutils tar gzip ca-certificates)
 
@@ -120,8 +121,8 @@ build_target() { # $1 target, $2 target dir
     local t=$1 tdir=$2 var
     local -a extra=()
     [[ ${SMARTER_CNI_LOCKED:-1} == 1 ]] && extra+=(--locked)
-    [[ -n ${SMARTER_CNI_BUILD_STD_FEATURES:-} ]] &&
-        extra+=("-Zbuild-std-features=$SMARTER_CNI_BUILD_STD_FEATURES")
+    local std_features=${SMARTER_CNI_BUILD_STD_FEATURES-optimize_for_size}
+    [[ -n $std_features ]] && extra+=("-Zbuild-std-features=$std_features")
     var=CARGO_TARGET_$(target_env_name "$t")_RUSTFLAGS
     local start=$SECONDS
     log "building $t (target dir $tdir)"
