@@ -12,7 +12,11 @@ this binary) it is the CNI loopback plugin.
 
 Usage:
   smarter-cni setup  [PATHS]         prepare the node; safe to run at every boot
-  smarter-cni status [PATHS] [--json] show the node's health; exit 1 on any problem
+  smarter-cni status [PATHS] [--json] [--require PART,...]
+                                     show the node's health; exit 1 on any problem, or
+                                     with --require only when one of those parts is not ok
+                                     (parts: config conflist loopback engine network
+                                     dns-records dns-config dns dns-container)
   smarter-cni --version
   smarter-cni --help
 
@@ -42,9 +46,18 @@ pub fn main(args: &[String]) -> ExitCode {
             exit_code(report.count(node::setup::Level::Error) == 0)
         }),
         Some("status") => with_paths(&args[1..], |paths, rest| {
-            let json = rest.iter().any(|a| a == "--json");
-            if let Some(unknown) = rest.iter().find(|a| *a != "--json") {
-                return usage_error(unknown);
+            let mut json = false;
+            let mut required: Option<Vec<String>> = None;
+            let mut rest = rest.into_iter();
+            while let Some(arg) = rest.next() {
+                match arg.as_str() {
+                    "--json" => json = true,
+                    "--require" => match rest.next() {
+                        Some(list) => required = Some(list.split(',').map(str::to_string).collect()),
+                        None => return usage_error("--require needs a list of parts"),
+                    },
+                    other => return usage_error(other),
+                }
             }
             let status = node::status::run(&paths);
             if json {
@@ -52,7 +65,17 @@ pub fn main(args: &[String]) -> ExitCode {
             } else {
                 print!("{}", status.to_text());
             }
-            exit_code(status.healthy())
+            match required {
+                Some(parts) => {
+                    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+                    let failing = status.failing(&parts);
+                    if !failing.is_empty() {
+                        eprintln!("smarter-cni: required parts not ok: {}", failing.join(", "));
+                    }
+                    exit_code(failing.is_empty())
+                }
+                None => exit_code(status.healthy()),
+            }
         }),
         Some(other) => usage_error(other),
     }

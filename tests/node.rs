@@ -384,6 +384,14 @@ async fn status_is_healthy_then_names_each_broken_part() {
     let (code, doc) = status(&conflist);
     assert_eq!(code, Some(1));
     assert!(problem_about(&doc, "does not answer"), "{doc:#}");
+    // A caller that needs only some parts (the package's post-install check) can say so.
+    let require = |parts: &str| {
+        run_cli(&["status", "--config", conflist.to_str().unwrap(), "--bin-dir", bin.to_str().unwrap(), "--require", parts])
+            .status
+            .code()
+    };
+    assert_eq!(require("engine,network,loopback"), Some(0));
+    assert_eq!(require("engine,dns"), Some(1));
     dns.restart();
     // Conflist shadowed by a file sorting first.
     std::fs::write(conf_dir.join("00-other.conflist"), "{}").unwrap();
@@ -408,6 +416,9 @@ async fn status_is_healthy_then_names_each_broken_part() {
     let (code, doc) = status(&conflist);
     assert_eq!(code, Some(1));
     assert!(problem_about(&doc, "does not exist"), "{doc:#}");
+    // Its gateway is not on this node any more: node DNS is not probed (the query would
+    // leave through the default route).
+    assert!(doc["checks"]["dns"]["detail"].as_str().unwrap().contains("not checked"), "{doc:#}");
     drop(dns);
     net.cleanup().await;
 }

@@ -49,6 +49,17 @@ impl Status {
         self.problems.is_empty()
     }
 
+    /// Whether `part` was checked and found fine.
+    pub fn is_ok(&self, part: &str) -> bool {
+        self.checks.iter().any(|(p, ok, _)| *p == part && *ok)
+    }
+
+    /// The required parts that are not fine (not checked counts as not fine); for callers
+    /// such as a package's post-install check that care about some parts only.
+    pub fn failing<'a>(&self, required: &[&'a str]) -> Vec<&'a str> {
+        required.iter().copied().filter(|part| !self.is_ok(part)).collect()
+    }
+
     pub fn to_json(&self) -> Value {
         let checks: BTreeMap<&str, Value> =
             self.checks.iter().map(|(part, ok, detail)| (*part, json!({"ok": ok, "detail": detail}))).collect();
@@ -108,7 +119,13 @@ pub fn run(paths: &NodePaths) -> Status {
     check_conflist(paths, &mut status);
     check_loopback(paths, &mut status);
     crate::plugin::block_on(check_engine_side(&config, &mut status));
-    check_node_dns(&config, paths, &mut status);
+    // Without the network its addresses are not on this node: a probe would leave the host
+    // through the default route.
+    if status.is_ok("network") {
+        check_node_dns(&config, paths, &mut status);
+    } else {
+        status.checks.push(("dns", false, "not checked: the pod network is not there".into()));
+    }
     status
 }
 
