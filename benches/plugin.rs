@@ -76,14 +76,22 @@ async fn main() {
     let warm = Sandbox::start("bench-warm", "default", "benchwarm", &net.gateway).await;
     add(&net, &warm, "1.0.0").await.ok();
 
+    // Two sets of fresh sandboxes, handled alternately so that both see the same engine
+    // state: one through the plugin process, one through the floor.
     let mut pods = Vec::new();
+    let mut floor_pods = Vec::new();
     for i in 0..PODS {
         pods.push(Sandbox::start(&format!("bench-{i}"), "default", &format!("bench{i}"), &net.gateway).await);
+        floor_pods.push(Sandbox::start(&format!("floor-{i}"), "default", &format!("floor{i}"), &net.gateway).await);
     }
+    // The floor: the same engine calls from one warm process (connection, version
+    // negotiation and runtime already paid).
+    let engine = Engine::connect(Path::new(&docker_socket()), Duration::from_secs(30)).await.unwrap();
     let mut add_samples = Vec::new();
     let mut dns_samples = Vec::new();
+    let mut floor_add = Vec::new();
     let gateway: Ipv4Addr = net.gateway.parse().unwrap();
-    for pod in &pods {
+    for (pod, floor_pod) in pods.iter().zip(&floor_pods) {
         let out = add(&net, pod, "1.0.0").await;
         out.ok();
         add_samples.push(out.elapsed);
@@ -99,37 +107,27 @@ async fn main() {
             std::thread::sleep(Duration::from_millis(2));
         }
         dns_samples.push(answered.elapsed());
+
+        let aliases = vec![floor_pod.hostname.clone(), floor_pod.pod.clone(), format!("{}.{}", floor_pod.pod, floor_pod.namespace)];
+        let started = Instant::now();
+        let sandbox = engine.container(&floor_pod.id).await.unwrap().unwrap();
+        engine.network(&net.name).await.unwrap().unwrap();
+        if sandbox.endpoints.contains_key("none") {
+            engine.detach("none", &floor_pod.id).await.unwrap();
+        }
+        engine.attach(&net.name, &floor_pod.id, &aliases, None).await.unwrap();
+        engine.container(&floor_pod.id).await.unwrap().unwrap();
+        floor_add.push(started.elapsed());
     }
     let mut del_samples = Vec::new();
-    for pod in &pods {
+    let mut floor_del = Vec::new();
+    for (pod, floor_pod) in pods.iter().zip(&floor_pods) {
         let out = del(&net, pod, "1.0.0").await;
         out.ok();
         del_samples.push(out.elapsed);
-    }
-
-    // The floor: the same engine calls from one warm process (connection, version
-    // negotiation and runtime already paid), on the same pods.
-    let engine = Engine::connect(Path::new(&docker_socket()), Duration::from_secs(30)).await.unwrap();
-    let mut floor_add = Vec::new();
-    let mut floor_del = Vec::new();
-    for pod in &pods {
-        // DEL above left each sandbox without a network; give it `none` back like a new one.
-        engine.attach("none", &pod.id, &[], None).await.unwrap();
-        let aliases = vec![pod.hostname.clone(), pod.pod.clone(), format!("{}.{}", pod.pod, pod.namespace)];
         let started = Instant::now();
-        let sandbox = engine.container(&pod.id).await.unwrap().unwrap();
-        engine.network(&net.name).await.unwrap().unwrap();
-        if sandbox.endpoints.contains_key("none") {
-            engine.detach("none", &pod.id).await.unwrap();
-        }
-        engine.attach(&net.name, &pod.id, &aliases, None).await.unwrap();
-        engine.container(&pod.id).await.unwrap().unwrap();
-        floor_add.push(started.elapsed());
-    }
-    for pod in &pods {
-        let started = Instant::now();
-        engine.container(&pod.id).await.unwrap().unwrap();
-        engine.detach(&net.name, &pod.id).await.unwrap();
+        engine.container(&floor_pod.id).await.unwrap().unwrap();
+        engine.detach(&net.name, &floor_pod.id).await.unwrap();
         floor_del.push(started.elapsed());
     }
 
@@ -149,7 +147,7 @@ async fn main() {
     summary("node DNS answers after ADD returns", &mut dns_samples);
 
     drop(dnsmasq);
-    for pod in pods.iter().chain([&warm]) {
+    for pod in pods.iter().chain(&floor_pods).chain([&warm]) {
         pod.remove().await;
     }
     net.cleanup().await;

@@ -3,7 +3,8 @@
 #   1. unit tests (seconds, no engine);
 #   2. the integration suites against real Docker 20.10 and 26.1 engines, real dnsmasq,
 #      real network namespaces and libcni's cnitool;
-#   3. packaging checks and the static cross builds run under qemu (when their scripts exist).
+#   3. packaging checks (Yocto, Buildroot, .deb upgrade under load, provisioning, flashing)
+#      and the static cross builds run under qemu.
 # Installs what it needs on first use (scripts/deps.sh, engines.sh, cnitool.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +38,7 @@ run_suites() {
 run_suites "Docker 20.10" "$D20_HOST" 172.30
 run_suites "Docker 26.1" "$D26_HOST" 172.31
 
-for extra in tests/packaging/*.sh; do
+for extra in tests/packaging/*.sh tests/images/provision-test.sh tests/images/flash-test.sh; do
   [[ -e "$extra" ]] || continue
   step "packaging: $extra"
   bash "$extra"

@@ -133,7 +133,7 @@ verify_units() { # <unit>...: systemd-analyze verify in a scratch root, warnings
 	mkdir -p "${root}/usr/lib/systemd"
 	cp -a /usr/lib/systemd/system "${root}/usr/lib/systemd/"
 	# Stand-ins for what the image provides: executables and docker.service.
-	for b in opt/cni/bin/smarter-cni usr/sbin/dnsmasq usr/local/bin/k3s; do
+	for b in opt/cni/bin/smarter-cni usr/sbin/dnsmasq usr/local/bin/k3s usr/lib/smarter-cni/provision; do
 		mkdir -p "${root}/$(dirname "${b}")"
 		printf '#!/bin/sh\n' >"${root}/${b}"
 		chmod 0755 "${root}/${b}"

@@ -6,7 +6,7 @@ set -eu
 TARGET_DIR=$1
 BOARD_DIR=$(dirname "$0")
 # The external tree is buildroot/ of the smarter-cni repository.
-REPO_DIR=$(cd "${BOARD_DIR}/../../.." && pwd)
+REPO_DIR=$(cd "${BOARD_DIR}/../../../.." && pwd)
 ROOTFS_SRC="${REPO_DIR}/images/rootfs"
 
 # HDMI console next to the serial one.

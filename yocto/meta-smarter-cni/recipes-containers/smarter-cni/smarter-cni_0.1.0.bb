@@ -1,0 +1,112 @@
+SUMMARY = "CNI plugin for IoT gateways: k3s pods on a Docker network with per-pod DNS names"
+DESCRIPTION = "smarter-cni attaches the pods of a k3s agent running on Docker to a \
+               Docker user network and gives each pod a DNS name. The same binary, \
+               called as 'loopback', is the CNI loopback plugin, so no CNI plugin set \
+               is needed. 'smarter-cni setup' prepares the node (Docker network, node \
+               DNS, CNI configuration)."
+SECTION = "net"
+LICENSE = "Apache-2.0"
+LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
+
+# Built from the smarter-cni checkout that holds this layer (see SMARTER_CNI_SRCDIR
+# in conf/layer.conf): the crate, and the gateway's system files from images/rootfs,
+# the one copy shared with the Debian and Buildroot images. Every file is listed so
+# that bitbake tracks its checksum and rebuilds when it changes.
+# The one copy of the sources is the repository, not a files/ folder of the layer.
+# nooelint: oelint.vars.fileextrapaths,oelint.vars.outofcontext
+FILESEXTRAPATHS:prepend := "${SMARTER_CNI_SRCDIR}:"
+SRC_URI = "file://Cargo.toml;subdir=${BP} \
+           file://Cargo.lock;subdir=${BP} \
+           file://LICENSE;subdir=${BP} \
+           file://src;subdir=${BP} \
+           file://images/rootfs/etc/cni/net.d/10-smarter-cni.conflist;subdir=${BP} \
+           file://images/rootfs/etc/smarter-cni/dnsmasq.conf;subdir=${BP} \
+           file://images/rootfs/etc/rancher/k3s/config.yaml.d/10-smarter-cni.yaml;subdir=${BP} \
+           file://images/rootfs/usr/lib/systemd/system/smarter-cni-setup.service;subdir=${BP} \
+           file://images/rootfs/usr/lib/systemd/system/smarter-cni-dns.service;subdir=${BP} \
+           file://images/rootfs/usr/lib/systemd/system/smarter-k3s-agent.service;subdir=${BP} \
+           file://images/rootfs/usr/lib/tmpfiles.d/smarter-cni.conf;subdir=${BP} \
+           file://images/rootfs/usr/lib/smarter-cni/provision;subdir=${BP} \
+           file://images/rootfs/usr/lib/systemd/system/smarter-gateway-provision.service;subdir=${BP} \
+           file://images/rootfs/usr/lib/systemd/system/smarter-k3s-agent.service.d/10-provision.conf;subdir=${BP} \
+"
+# A file added to images/rootfs must be listed above, installed and packaged below:
+# tests/packaging/yocto-check.sh fails until every file of images/rootfs is in SRC_URI.
+
+# Crates from Cargo.lock; regenerate with yocto/scripts/gen-crates-inc.py (the same
+# output as `bitbake -c update_crates smarter-cni`).
+require ${BPN}-crates.inc
+
+inherit cargo cargo-update-recipe-crates systemd
+
+# Cargo.toml strips the release binary; leave that to bitbake so that -dbg works
+# and the already-stripped QA check passes.
+export CARGO_PROFILE_RELEASE_STRIP = "false"
+
+CNI_BINDIR = "${libexecdir}/cni"
+ROOTFS_SRC = "${S}/images/rootfs"
+
+do_install() {
+    # meta-virtualization's convention: the plugins live in ${libexecdir}/cni and
+    # /opt/cni/bin (where cri-dockerd looks) links to that directory.
+    install -d ${D}${CNI_BINDIR}
+    install -m 0755 ${B}/target/${CARGO_TARGET_SUBDIR}/smarter-cni ${D}${CNI_BINDIR}/smarter-cni
+    ln -s smarter-cni ${D}${CNI_BINDIR}/loopback
+    install -d ${D}/opt/cni
+    ln -s ${CNI_BINDIR} ${D}/opt/cni/bin
+
+    install -D -m 0644 ${ROOTFS_SRC}/etc/cni/net.d/10-smarter-cni.conflist \
+        ${D}${sysconfdir}/cni/net.d/10-smarter-cni.conflist
+    install -D -m 0644 ${ROOTFS_SRC}/usr/lib/tmpfiles.d/smarter-cni.conf \
+        ${D}${nonarch_libdir}/tmpfiles.d/smarter-cni.conf
+    install -D -m 0644 ${ROOTFS_SRC}/etc/smarter-cni/dnsmasq.conf \
+        ${D}${sysconfdir}/smarter-cni/dnsmasq.conf
+    install -D -m 0644 ${ROOTFS_SRC}/etc/rancher/k3s/config.yaml.d/10-smarter-cni.yaml \
+        ${D}${sysconfdir}/rancher/k3s/config.yaml.d/10-smarter-cni.yaml
+
+    install -d ${D}${systemd_system_unitdir}
+    for unit in smarter-cni-setup.service smarter-cni-dns.service smarter-k3s-agent.service \
+                smarter-gateway-provision.service; do
+        install -m 0644 ${ROOTFS_SRC}/usr/lib/systemd/system/$unit ${D}${systemd_system_unitdir}/$unit
+    done
+
+    # First-boot provisioning: the boot partition's smarter-gateway.conf becomes the k3s
+    # agent's server URL, token and node name; the drop-in makes the agent wait for it.
+    install -D -m 0755 ${ROOTFS_SRC}/usr/lib/smarter-cni/provision \
+        ${D}${nonarch_libdir}/smarter-cni/provision
+    install -D -m 0644 ${ROOTFS_SRC}/usr/lib/systemd/system/smarter-k3s-agent.service.d/10-provision.conf \
+        ${D}${systemd_system_unitdir}/smarter-k3s-agent.service.d/10-provision.conf
+}
+
+PACKAGES =+ "${PN}-dns ${PN}-k3s-agent"
+
+FILES:${PN} += "${CNI_BINDIR} \
+                /opt/cni/bin \
+                ${sysconfdir}/cni/net.d/10-smarter-cni.conflist \
+                ${nonarch_libdir}/tmpfiles.d/smarter-cni.conf \
+"
+FILES:${PN}-dns += "${sysconfdir}/smarter-cni/dnsmasq.conf"
+FILES:${PN}-k3s-agent += "${sysconfdir}/rancher/k3s/config.yaml.d/10-smarter-cni.yaml \
+                          ${nonarch_libdir}/smarter-cni/provision \
+                          ${systemd_system_unitdir}/smarter-k3s-agent.service.d \
+"
+
+# Files operators edit: keep their version on upgrade.
+CONFFILES:${PN} = "${sysconfdir}/cni/net.d/10-smarter-cni.conflist"
+CONFFILES:${PN}-dns = "${sysconfdir}/smarter-cni/dnsmasq.conf"
+CONFFILES:${PN}-k3s-agent = "${sysconfdir}/rancher/k3s/config.yaml.d/10-smarter-cni.yaml"
+
+SYSTEMD_PACKAGES = "${PN} ${PN}-dns ${PN}-k3s-agent"
+SYSTEMD_SERVICE:${PN} = "smarter-cni-setup.service"
+SYSTEMD_SERVICE:${PN}-dns = "smarter-cni-dns.service"
+# Enabled at boot; the agent starts only once provisioning has written the server URL
+# and token (ConditionPathExists in the unit, Requires= in its drop-in).
+SYSTEMD_SERVICE:${PN}-k3s-agent = "smarter-gateway-provision.service smarter-k3s-agent.service"
+SYSTEMD_AUTO_ENABLE = "enable"
+
+RDEPENDS:${PN} = "docker"
+RDEPENDS:${PN}-dns = "${PN} dnsmasq"
+RDEPENDS:${PN}-k3s-agent = "${PN} ${PN}-dns docker k3s"
+
+# Both ship /opt/cni/bin and a loopback plugin; smarter-cni replaces the 45 MB set.
+RCONFLICTS:${PN} = "cni"
