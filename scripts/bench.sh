@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 engine=${1:-d26}
 scripts/deps.sh
+# GNU time measures the peak RSS of VERSION.
+[[ -x /usr/bin/time ]] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends time
 scripts/engines.sh start
 set -a
 eval "$(scripts/engines.sh env)"
