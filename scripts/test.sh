@@ -3,8 +3,8 @@
 #   1. unit tests (seconds, no engine);
 #   2. the integration suites against real Docker 20.10 and 26.1 engines, real dnsmasq,
 #      real network namespaces and libcni's cnitool;
-#   3. packaging checks (Yocto, Buildroot, .deb upgrade under load, provisioning, flashing)
-#      and the static cross builds run under qemu.
+#   3. packaging checks (Yocto, Buildroot, .deb upgrade under load), the static cross builds
+#      run under qemu, and the gateway image (provisioning, flashing, build, QEMU boot).
 # Installs what it needs on first use (scripts/deps.sh, engines.sh, cnitool.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,14 +38,18 @@ run_suites() {
 run_suites "Docker 20.10" "$D20_HOST" 172.30
 run_suites "Docker 26.1" "$D26_HOST" 172.31
 
-for extra in tests/packaging/*.sh tests/images/provision-test.sh tests/images/flash-test.sh; do
+for extra in tests/packaging/*.sh; do
   [[ -e "$extra" ]] || continue
   step "packaging: $extra"
   bash "$extra"
 done
 
-if [[ -x scripts/test-cross.sh ]]; then
-  step "static cross builds under qemu"
-  scripts/test-cross.sh
-fi
+step "static cross builds under qemu"
+scripts/test-cross.sh
+
+# Provisioning and flash-helper tests, then the Debian arm64 gateway image built from
+# Debian's packages and booted under qemu-system-aarch64 (about 20 min on a cold cache,
+# 5 min warm; the console log is kept in images/out/).
+step "gateway image: provisioning, flashing, build and boot"
+tests/images/run.sh
 step "all tests passed"
