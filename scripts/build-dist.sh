@@ -133,16 +133,8 @@ build_target() { # $1 target, $2 target dir
 }
 
 # ---------------------------------------------------------------- package
-source_date_epoch() {
-    if [[ -n ${SOURCE_DATE_EPOCH:-} ]]; then
-        printf '%s' "$SOURCE_DATE_EPOCH"
-    elif git -C "$REPO" rev-parse -q --verify HEAD >/dev/null 2>&1; then
-        git -C "$REPO" log -1 --format=%ct HEAD
-    else
-        log "warning: no git commit and no SOURCE_DATE_EPOCH; using 0"
-        printf '0'
-    fi
-}
+# shellcheck source=scripts/lib/source-date-epoch.sh
+source "$REPO/scripts/lib/source-date-epoch.sh"
 
 make_tarball() { # $1 target, $2 binary, $3 output file
     local t=$1 bin=$2 out=$3 stage
@@ -171,7 +163,7 @@ main() {
     install_debs
     setup_venv
     build_env
-    SDE=$(source_date_epoch)
+    SDE=$(source_date_epoch "$REPO")
     export SOURCE_DATE_EPOCH=$SDE
     cd "$REPO"
     local version

@@ -24,20 +24,8 @@ trap 'rm -rf "$work"' EXIT
 # Private apt configuration with a deb-src entry: own sources, lists, cache
 # and an empty dpkg status, so the system's apt state stays as it was.
 apt=$work/apt
-mkdir -p "$apt"/{state/lists/partial,cache/archives/partial,sources.list.d,preferences.d} "$work/src"
-: >"$apt/state/status"
-echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $(debian_mirror) bookworm main" >"$apt/sources.list"
-cat >"$apt/apt.conf" <<EOF
-Dir::State "$apt/state";
-Dir::State::status "$apt/state/status";
-Dir::Cache "$apt/cache";
-Dir::Etc::SourceList "$apt/sources.list";
-Dir::Etc::SourceParts "$apt/sources.list.d";
-Dir::Etc::Preferences "$apt/preferences";
-Dir::Etc::PreferencesParts "$apt/preferences.d";
-Acquire::Languages "none";
-APT::Sandbox::User "root";
-EOF
+mkdir -p "$work/src"
+private_apt_config "$apt" "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $(debian_mirror) bookworm main"
 APT_CONFIG=$apt/apt.conf apt-get update -qq
 (cd "$work/src" && APT_CONFIG=$apt/apt.conf apt-get source --download-only -qq golang-github-appc-cni)
 

@@ -63,20 +63,8 @@ ensure_d26_root() {
   # Private apt: own sources, state, cache and (empty) dpkg status, so the
   # system's apt lists/state are never touched.
   rm -rf "$apt"
-  mkdir -p "$apt"/{state/lists/partial,cache/archives/partial,sources.list.d,preferences.d,debs}
-  : >"$apt/state/status"
-  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main" >"$apt/sources.list"
-  cat >"$apt/apt.conf" <<EOF
-Dir::State "$apt/state";
-Dir::State::status "$apt/state/status";
-Dir::Cache "$apt/cache";
-Dir::Etc::SourceList "$apt/sources.list";
-Dir::Etc::SourceParts "$apt/sources.list.d";
-Dir::Etc::Preferences "$apt/preferences";
-Dir::Etc::PreferencesParts "$apt/preferences.d";
-Acquire::Languages "none";
-APT::Sandbox::User "root";
-EOF
+  private_apt_config "$apt" "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main"
+  mkdir -p "$apt/debs"
   APT_CONFIG=$apt/apt.conf apt-get update -qq
   # docker.io = dockerd + docker-proxy (+ docker-init link); containerd =
   # containerd + shims. runc and tini come from bookworm (see below).

@@ -52,15 +52,8 @@ cargo_version() {
   sed -n '/^\[package\]/,/^\[/{s/^version *= *"\([^"]*\)".*/\1/p}' "$REPO/Cargo.toml" | head -n1
 }
 
-source_date_epoch() {
-  if [[ -n ${SOURCE_DATE_EPOCH:-} ]]; then
-    printf '%s' "$SOURCE_DATE_EPOCH"
-  elif git -C "$REPO" rev-parse -q --verify HEAD >/dev/null 2>&1; then
-    git -C "$REPO" log -1 --format=%ct HEAD
-  else
-    printf '0'
-  fi
-}
+# shellcheck source=scripts/lib/source-date-epoch.sh
+source "$REPO/scripts/lib/source-date-epoch.sh"
 
 # The package's changelog, written for this build (the repository's history is the
 # real one; this records what was packaged and when).
@@ -153,7 +146,7 @@ main() {
   # semver pre-release (1.2.0-rc.1) sorts before the release: Debian spells that "~".
   version=${SMARTER_CNI_DEB_VERSION:-${upstream/-/\~}-1}
   [[ $version =~ ^[0-9][A-Za-z0-9.+~]*-[A-Za-z0-9.+~]+$ ]] || die "invalid Debian version '$version'"
-  SDE=$(source_date_epoch)
+  SDE=$(source_date_epoch "$REPO")
   mkdir -p "$OUT"
   for arch in "${ARCHES[@]}"; do build_one "$arch" "$version"; done
 }

@@ -23,3 +23,24 @@ debian_mirror() {
   shopt -u nullglob
   echo "${uri:-http://deb.debian.org/debian}"
 }
+
+# A private apt configuration in $1 (own sources, lists, cache and an empty dpkg status)
+# with the one sources line $2, so the system's apt state is never touched. Use it with
+# APT_CONFIG=$1/apt.conf.
+private_apt_config() {
+  local apt=$1 sources_line=$2
+  mkdir -p "$apt"/{state/lists/partial,cache/archives/partial,sources.list.d,preferences.d}
+  : >"$apt/state/status"
+  echo "$sources_line" >"$apt/sources.list"
+  cat >"$apt/apt.conf" <<EOF
+Dir::State "$apt/state";
+Dir::State::status "$apt/state/status";
+Dir::Cache "$apt/cache";
+Dir::Etc::SourceList "$apt/sources.list";
+Dir::Etc::SourceParts "$apt/sources.list.d";
+Dir::Etc::Preferences "$apt/preferences";
+Dir::Etc::PreferencesParts "$apt/preferences.d";
+Acquire::Languages "none";
+APT::Sandbox::User "root";
+EOF
+}
