@@ -133,7 +133,7 @@ build_target() { # $1 target, $2 target dir
 }
 
 # ---------------------------------------------------------------- package
-# shellcheck source=scripts/lib/source-date-epoch.sh
+# shellcheck source=lib/source-date-epoch.sh
 source "$REPO/scripts/lib/source-date-epoch.sh"
 
 make_tarball() { # $1 target, $2 binary, $3 output file

@@ -15,7 +15,7 @@ fi
 
 command -v go >/dev/null || { echo "cnitool.sh: go missing; run scripts/deps.sh" >&2; exit 1; }
 
-# shellcheck source=scripts/lib/debian-mirror.sh
+# shellcheck source=lib/debian-mirror.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/debian-mirror.sh"
 
 work=$(mktemp -d)

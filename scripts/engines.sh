@@ -52,7 +52,7 @@ pid_alive() {
 
 # --- d26 binaries -----------------------------------------------------------
 
-# shellcheck source=scripts/lib/debian-mirror.sh
+# shellcheck source=lib/debian-mirror.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/debian-mirror.sh"
 
 ensure_d26_root() {

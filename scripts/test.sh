@@ -27,6 +27,12 @@ scripts/test-cleanup.sh
 step "unit tests"
 cargo test --locked --lib --bins
 
+step "shellcheck"
+shellcheck -x -P SCRIPTDIR scripts/*.sh scripts/lib/*.sh .ci/run images/flash/smarter-flash \
+  images/debian/build-image.sh images/rootfs/usr/lib/smarter-cni/provision \
+  tests/images/*.sh tests/packaging/*.sh packaging/deb/build-deb.sh
+echo "shellcheck: clean"
+
 # The suites for the two engines use different subnets, so leftovers of one never
 # collide with the other.
 run_suites() {

@@ -52,7 +52,7 @@ cargo_version() {
   sed -n '/^\[package\]/,/^\[/{s/^version *= *"\([^"]*\)".*/\1/p}' "$REPO/Cargo.toml" | head -n1
 }
 
-# shellcheck source=scripts/lib/source-date-epoch.sh
+# shellcheck source=../../scripts/lib/source-date-epoch.sh
 source "$REPO/scripts/lib/source-date-epoch.sh"
 
 # The package's changelog, written for this build (the repository's history is the

@@ -165,7 +165,7 @@ else
 fi
 check "shellcheck: packaging/deb scripts and this test" bash -c \
   "shellcheck -s sh '$REPO'/packaging/deb/{preinst,postinst,prerm,postrm} &&
-   shellcheck '$REPO/packaging/deb/build-deb.sh' '$REPO/tests/packaging/deb-upgrade.sh'"
+   shellcheck -x -P SCRIPTDIR '$REPO/packaging/deb/build-deb.sh' '$REPO/tests/packaging/deb-upgrade.sh'"
 
 # The previous release: the newest earlier commit with packaging/deb, built with its own
 # scripts; without one, HEAD's sources with the version <version>-prev.
