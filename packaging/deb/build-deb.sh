@@ -109,6 +109,7 @@ build_one() { # $1 arch, $2 version
   cp -a "$ROOTFS/." "$stage/"
   install -D -m 0755 "$bin" "$stage/opt/cni/bin/smarter-cni"
   ln -s smarter-cni "$stage/opt/cni/bin/loopback"
+  install -D -m 0755 "$REPO/packaging/activate" "$stage/usr/lib/smarter-cni/activate"
   install -D -m 0644 "$HERE/default" "$stage/etc/default/smarter-cni"
   install -d "$stage/usr/share/doc/$PKG" "$stage/usr/share/lintian/overrides"
   sed "s/@YEAR@/$(date -u -d "@$SDE" +%Y)/" "$HERE/copyright" >"$stage/usr/share/doc/$PKG/copyright"

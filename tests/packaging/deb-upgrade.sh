@@ -35,82 +35,33 @@ PREV_DIR=$CACHE/deb-prev
 NET=smarter-deb-test
 SUBNET=172.33.0.0/16
 GATEWAY=172.33.0.1
-BIN=/opt/cni/bin/smarter-cni
+CNI_DIR=/opt/cni/bin
+BIN=$CNI_DIR/smarter-cni
 LABEL=smarter-cni-test-deb=1
-started=$SECONDS
+# shellcheck source=tests/packaging/lib/upgrade-under-load.sh
+. "$REPO/tests/packaging/lib/upgrade-under-load.sh"
 
-passed=0
-failed=0
-pass() { printf 'ok   %s\n' "$1"; passed=$((passed + 1)); }
-fail() {
-  printf 'FAIL %s\n' "$1"
-  shift
-  [ $# -eq 0 ] || printf '     %s\n' "$@"
-  failed=$((failed + 1))
-}
-check() { # description, command...
-  local what=$1
-  shift
-  if "$@"; then pass "$what"; else fail "$what"; fi
-}
-log() { printf '\n== %s (%ss)\n' "$*" "$((SECONDS - started))"; }
-finish() {
-  echo "deb-upgrade: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ]
-  exit
-}
-
-[ "$(id -u)" = 0 ] || { echo "deb-upgrade: run as root" >&2; exit 1; }
-set -a
-# shellcheck disable=SC1090 # the engines' addresses
-eval "$("$REPO/scripts/engines.sh" env)"
-set +a
-docker() { "$DOCKER" -H "$D26_HOST" "$@"; }
-# Not under /run/smarter-cni-test: scripts/test-cleanup.sh stops every dnsmasq whose
-# configuration lives there.
-WORK=$(mktemp -d /run/smarter-cni-deb-test.XXXXXX)
-DNS_PID=
+begin_test deb-test
 
 # ------------------------------------------------------------------ cleanup
-LOAD_PIDS=()
-stop_load() {
-  touch "$WORK/stop"
-  [ ${#LOAD_PIDS[@]} -eq 0 ] || wait "${LOAD_PIDS[@]}" 2>/dev/null
-  LOAD_PIDS=()
-  rm -f "$WORK/stop"
-}
-stop_dns() { [ -z "$DNS_PID" ] || { kill "$DNS_PID" 2>/dev/null; wait "$DNS_PID" 2>/dev/null; DNS_PID=; }; }
 cleanup() {
   stop_dns
   stop_load
   if dpkg-query -W -f='${db:Status-Abbrev}' smarter-cni 2>/dev/null | grep -q '^[a-z][^n]'; then
     SMARTER_CNI_HEALTH_CHECK=no dpkg --purge smarter-cni >/dev/null 2>&1 || true
   fi
-  local ids
-  ids=$(docker ps -aq --filter "label=$LABEL")
-  # shellcheck disable=SC2086 # one id per word
-  [ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1
-  docker network rm "$NET" >/dev/null 2>&1 || true
-  rm -rf "/run/smarter-cni/$NET" "$WORK"
+  remove_test_pods
+  rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 # ------------------------------------------------------------------ tools
-need=()
-for pair in lintian:lintian strace:strace jq:jq shellcheck:shellcheck dpkg-deb:dpkg \
-  dnsmasq:dnsmasq-base dig:bind9-dnsutils; do
-  PATH=$PATH:/usr/sbin command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
-done
 # dnsmasq-base satisfies the package's Depends (dpkg -i checks it).
+extra=()
 dpkg-query -W -f='${db:Status-Abbrev}' dnsmasq-base 2>/dev/null | grep -q '^ii' ||
-  dpkg-query -W -f='${db:Status-Abbrev}' dnsmasq 2>/dev/null | grep -q '^ii' || need+=(dnsmasq-base)
-if [ ${#need[@]} -gt 0 ]; then
-  log "installing ${need[*]}"
-  { apt-get -o DPkg::Lock::Timeout=300 update -qq &&
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
-      --no-install-recommends "${need[@]}"; } >"$WORK/apt.log" 2>&1 ||
-    { cat "$WORK/apt.log"; fail "tools installed (${need[*]})"; finish; }
-fi
+  dpkg-query -W -f='${db:Status-Abbrev}' dnsmasq 2>/dev/null | grep -q '^ii' || extra=(dnsmasq-base)
+install_tools lintian:lintian strace:strace jq:jq shellcheck:shellcheck dpkg-deb:dpkg \
+  dnsmasq:dnsmasq-base dig:bind9-dnsutils -- "${extra[@]}"
 
 # ------------------------------------------------------------------ builds
 log "static binaries (scripts/build-dist.sh, incremental in $TARGET_DIR)"
@@ -144,6 +95,7 @@ contents_ok() {
   c=$(dpkg-deb -c "$deb") || return 1
   grep -q ' root/root .* \./opt/cni/bin/smarter-cni$' <<<"$c" &&
     grep -q '\./opt/cni/bin/loopback -> smarter-cni$' <<<"$c" &&
+    grep -q '^-rwxr-xr-x root/root .* \./usr/lib/smarter-cni/activate$' <<<"$c" &&
     [ "$(dpkg-deb -f "$deb" Depends)" = "dnsmasq-base | dnsmasq" ] &&
     [ "$(dpkg-deb -f "$deb" Recommends)" = "docker.io" ] &&
     dpkg-deb --ctrl-tarfile "$deb" | tar -xOf - ./conffiles | grep -qx /etc/cni/net.d/10-smarter-cni.conflist &&
@@ -164,39 +116,22 @@ else
   fail "lintian" "$(grep -v '^running with root' "$WORK/lintian.log")"
 fi
 check "shellcheck: packaging/deb scripts and this test" bash -c \
-  "shellcheck -s sh '$REPO'/packaging/deb/{preinst,postinst,prerm,postrm} &&
+  "shellcheck -s sh '$REPO'/packaging/deb/{preinst,postinst,prerm,postrm} '$REPO/packaging/activate' &&
    shellcheck -x -P SCRIPTDIR '$REPO/packaging/deb/build-deb.sh' '$REPO/tests/packaging/deb-upgrade.sh'"
 
 # The previous release: the newest earlier commit with packaging/deb, built with its own
 # scripts; without one, HEAD's sources with the version <version>-prev.
 log "previous release"
-prev_ref=${SMARTER_CNI_DEB_PREV_REF:-$(git -C "$REPO" rev-list -1 HEAD~1 -- packaging/deb/build-deb.sh 2>/dev/null)}
-if [ -z "$prev_ref" ]; then
-  prev_ref=HEAD
-  echo "deb-upgrade: no earlier commit has packaging/deb: the previous release is HEAD rebuilt as $NEW_VERSION-prev"
-fi
-prev_commit=$(git -C "$REPO" rev-parse "$prev_ref^{commit}")
-PREV_VERSION=${NEW_VERSION%%-*}-prev
-PREV_DEB_VERSION=${PREV_VERSION/-/\~}-1
+PREV_DEB_VERSION=${NEW_VERSION%%-*}~prev-1
 build_prev() {
-  if [ "$(cat "$PREV_DIR/src.commit" 2>/dev/null)" != "$prev_commit" ]; then
-    rm -rf "$PREV_DIR/src" && mkdir -p "$PREV_DIR/src" &&
-      git -C "$REPO" archive "$prev_commit" | tar -x -C "$PREV_DIR/src" &&
-      sed -i "/^\[package\]/,/^\[/s/^version = \".*\"/version = \"$PREV_VERSION\"/" "$PREV_DIR/src/Cargo.toml" &&
-      awk -v v="$PREV_VERSION" 'p && /^version = / { $0 = "version = \"" v "\""; p = 0 }
-        /^name = "smarter-cni"$/ { p = 1 } { print }' "$PREV_DIR/src/Cargo.lock" >"$PREV_DIR/Cargo.lock" &&
-      mv "$PREV_DIR/Cargo.lock" "$PREV_DIR/src/Cargo.lock" &&
-      echo "$prev_commit" >"$PREV_DIR/src.commit" || return 1
-  fi
-  SMARTER_CNI_TARGETS=x86_64-unknown-linux-musl SMARTER_CNI_TARGET_DIR=$PREV_DIR/target \
-    SMARTER_CNI_DIST=$WORK/prev-dist "$PREV_DIR/src/scripts/build-dist.sh" || return 1
+  build_previous_release || return 1
   local builder=$PREV_DIR/src/packaging/deb/build-deb.sh
   [ -x "$builder" ] || builder=$REPO/packaging/deb/build-deb.sh
   SMARTER_CNI_TARGET_DIR=$PREV_DIR/target SMARTER_CNI_DEB_OUT=$WORK/prev-deb \
     SMARTER_CNI_DEB_ARCHES=amd64 SMARTER_CNI_DEB_VERSION=$PREV_DEB_VERSION "$builder"
 }
 if build_prev >"$WORK/prev.log" 2>&1; then
-  pass "previous release $PREV_DEB_VERSION built from $(git -C "$REPO" rev-parse --short "$prev_commit")"
+  pass "previous release $PREV_DEB_VERSION built from $(git -C "$REPO" rev-parse --short "$PREV_COMMIT")"
 else
   tail -n 30 "$WORK/prev.log"
   fail "previous release built"
@@ -222,151 +157,15 @@ if [ -e "$BIN" ]; then
   finish
 fi
 snapshot >"$WORK/before.txt"
-ids=$(docker ps -aq --filter "label=$LABEL")
-# shellcheck disable=SC2086 # one id per word
-[ -z "$ids" ] || docker rm -f $ids >/dev/null
-docker network rm "$NET" >/dev/null 2>&1 || true
+remove_test_pods
+node_setup
 
-# The test's CNI configuration and node DNS configuration, handed to the maintainer
-# scripts through their environment hook.
-T=$WORK/node
-mkdir -p "$T/net.d"
-jq --arg host "$D26_HOST" --arg net "$NET" --arg subnet "$SUBNET" --arg gw "$GATEWAY" \
-  '.name = $net | .plugins[0] += {network: $net, subnet: $subnet, gateway: $gw, dockerHost: $host}' \
-  "$REPO/images/rootfs/etc/cni/net.d/10-smarter-cni.conflist" >"$T/net.d/10-smarter-cni.conflist"
-sed -e "s|^listen-address=.*|listen-address=$GATEWAY|" -e "s|^hostsdir=.*|hostsdir=/run/smarter-cni/$NET/hosts|" \
-  "$REPO/images/rootfs/etc/smarter-cni/dnsmasq.conf" >"$T/dnsmasq.conf"
-export SMARTER_CNI_CONFIG=$T/net.d/10-smarter-cni.conflist SMARTER_CNI_DNSMASQ_CONFIG=$T/dnsmasq.conf
-CONF=$(jq -c '.plugins[0] + {cniVersion, name}' "$SMARTER_CNI_CONFIG")
-LO_CONF='{"cniVersion":"1.0.0","name":"cni-loopback","type":"loopback"}'
-
-logged() { # log-name command...  (no terminal: a conffile prompt would fail dpkg)
-  local name=$1
-  shift
-  "$@" </dev/null >"$WORK/$name.log" 2>&1
-}
 dpkg_i() { # log-name dpkg-arguments...
   local name=$1
   shift
   logged "$name" dpkg "$@"
 }
-version_is() { [ "$("$BIN" --version 2>&1)" = "smarter-cni $1" ]; }
 status_is() { [ "$(dpkg-query -W -f='${Status}' smarter-cni 2>/dev/null)" = "$1" ]; }
-
-# One CNI call the way cri-dockerd makes it: env + config on stdin; the result on
-# stdout, the plugin's log line (stderr: no syslog here) to $WORK/plugin.log.
-cni() { # command plugin id netns pod config
-  local ifname=eth0
-  [ "$2" = loopback ] && ifname=lo
-  CNI_COMMAND=$1 CNI_CONTAINERID=$3 CNI_NETNS=$4 CNI_IFNAME=$ifname CNI_PATH=/opt/cni/bin \
-    CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$5;K8S_POD_INFRA_CONTAINER_ID=$3" \
-    "/opt/cni/bin/$2" <<<"$6" 2>>"$WORK/plugin.log"
-}
-# The sandbox sequence of cri-dockerd: pause container without network, hostname,
-# resolv.conf from the kubelet, then ADD loopback and ADD smarter-cni.
-# Sets SANDBOX_ID/SANDBOX_NETNS; the ADD result goes to $WORK/<pod>.json.
-sandbox() { # pod hostname
-  SANDBOX_ID=$(docker run -d --name "${NET}_POD_$1" --hostname "$2" --network none \
-    --label "$LABEL" --label io.kubernetes.docker.type=podsandbox \
-    --label io.kubernetes.pod.name="$1" --label io.kubernetes.pod.namespace=default "$TEST_IMAGE") || return 1
-  SANDBOX_NETNS=/proc/$(docker inspect -f '{{.State.Pid}}' "$SANDBOX_ID")/ns/net
-  printf 'nameserver %s\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n' \
-    "$GATEWAY" >"$(docker inspect -f '{{.ResolvConfPath}}' "$SANDBOX_ID")"
-}
-start_pod() { # pod hostname
-  sandbox "$1" "$2" &&
-    cni ADD loopback "$SANDBOX_ID" "$SANDBOX_NETNS" "$1" "$LO_CONF" >/dev/null &&
-    cni ADD smarter-cni "$SANDBOX_ID" "$SANDBOX_NETNS" "$1" "$CONF" >"$WORK/$1.json" &&
-    echo "$SANDBOX_ID" >"$WORK/$1.id" && echo "$SANDBOX_NETNS" >"$WORK/$1.netns"
-}
-pod_call() { # command pod  (CHECK gets the ADD result as prevResult)
-  local conf=$CONF
-  [ "$1" = CHECK ] && conf=$(jq -c --slurpfile r "$WORK/$2.json" '. + {prevResult: $r[0]}' <<<"$CONF")
-  cni "$1" smarter-cni "$(cat "$WORK/$2.id")" "$(cat "$WORK/$2.netns")" "$2" "$conf" >/dev/null
-}
-record_of() { grep -l "container=$(cat "$WORK/$1.id")" "/run/smarter-cni/$NET/hosts/"* 2>/dev/null; }
-resolves_all() { # pod hostname...: each name resolves inside the pod to its pod's address
-  local from=$1 name got
-  shift
-  for name in "$@"; do
-    got=$(docker exec "${NET}_POD_$from" getent hosts "$name" | awk '{print $1}')
-    if [ -z "$got" ] || [ "$got" != "$(jq -r '.ips[0].address | sub("/.*"; "")' "$WORK/$name.json")" ]; then
-      echo "     $from cannot resolve $name (got '$got')"
-      return 1
-    fi
-  done
-}
-detached() { # pod: no endpoint on the network, no record
-  [ -z "$(docker inspect -f "{{with index .NetworkSettings.Networks \"$NET\"}}x{{end}}" "$(cat "$WORK/$1.id")")" ] &&
-    [ -z "$(record_of "$1")" ]
-}
-
-# ------------------------------------------------------------------ load
-# Workers that call the installed plugin the way the runtime does while dpkg runs:
-# pod lifecycles (ADD loopback, ADD, CHECK, VERSION, DEL) and a tight VERSION loop (the
-# plugin and the loopback link). Every failed call is written to $WORK/<tag>.fail.
-lifecycle_worker() { # tag n
-  local tag=$1 n=$2 i=0 pod id netns out add conf
-  while [ ! -e "$WORK/stop" ]; do
-    i=$((i + 1))
-    pod=load-$n-$i
-    if ! sandbox "$pod" "load$n"; then echo "docker run failed" >>"$WORK/$tag.docker"; continue; fi
-    id=$SANDBOX_ID netns=$SANDBOX_NETNS
-    out=$(cni ADD loopback "$id" "$netns" "$pod" "$LO_CONF") || echo "ADD loopback $pod: $out" >>"$WORK/$tag.fail"
-    if add=$(cni ADD smarter-cni "$id" "$netns" "$pod" "$CONF"); then
-      conf=$(jq -c --argjson r "$add" '. + {prevResult: $r}' <<<"$CONF")
-      out=$(cni CHECK smarter-cni "$id" "$netns" "$pod" "$conf") || echo "CHECK $pod: $out" >>"$WORK/$tag.fail"
-    else
-      echo "ADD $pod: $add" >>"$WORK/$tag.fail"
-    fi
-    out=$(cni VERSION smarter-cni "$id" "$netns" "$pod" "$CONF") || echo "VERSION: $out" >>"$WORK/$tag.fail"
-    out=$(cni DEL smarter-cni "$id" "$netns" "$pod" "$CONF") || echo "DEL $pod: $out" >>"$WORK/$tag.fail"
-    out=$(cni DEL loopback "$id" "$netns" "$pod" "$LO_CONF") || echo "DEL loopback $pod: $out" >>"$WORK/$tag.fail"
-    docker rm -f "$id" >/dev/null 2>&1
-    echo "$pod" >>"$WORK/$tag.cycles"
-  done
-}
-version_worker() { # tag
-  local tag=$1 out calls=0
-  while [ ! -e "$WORK/stop" ]; do
-    out=$(CNI_COMMAND=VERSION "$BIN" </dev/null 2>&1) || echo "VERSION: $out" >>"$WORK/$tag.fail"
-    out=$(CNI_COMMAND=VERSION /opt/cni/bin/loopback </dev/null 2>&1) || echo "VERSION loopback: $out" >>"$WORK/$tag.fail"
-    calls=$((calls + 2))
-  done
-  echo "$calls" >"$WORK/$tag.version-calls"
-}
-cycles() { if [ -f "$WORK/$1.cycles" ]; then wc -l <"$WORK/$1.cycles"; else echo 0; fi; }
-wait_cycles() { # tag count: until the workers completed that many lifecycles (60 s at most)
-  local end=$((SECONDS + 60))
-  while [ "$(cycles "$1")" -lt "$2" ] && [ $SECONDS -lt $end ]; do sleep 0.2; done
-}
-# Runs a command (dpkg) while the workers call the plugin; sets LOAD_RC, LOAD_SUMMARY.
-under_load() { # tag command...
-  local tag=$1 before after
-  shift
-  rm -f "$WORK/stop"
-  lifecycle_worker "$tag" 1 &
-  LOAD_PIDS+=($!)
-  lifecycle_worker "$tag" 2 &
-  LOAD_PIDS+=($!)
-  version_worker "$tag" &
-  LOAD_PIDS+=($!)
-  wait_cycles "$tag" 2
-  before=$(cycles "$tag")
-  logged "$tag" "$@"
-  LOAD_RC=$?
-  # The workers go on until each had a full lifecycle with the new binary.
-  wait_cycles "$tag" $((before + 4))
-  after=$(cycles "$tag")
-  stop_load
-  LOAD_SUMMARY="$after pod lifecycles ($((after - before)) during/after dpkg), $(cat "$WORK/$tag.version-calls" 2>/dev/null) VERSION calls"
-}
-no_failed_calls() { # tag
-  if [ -s "$WORK/$1.fail" ] || [ "$(cycles "$1")" -lt 6 ]; then
-    head -n 20 "$WORK/$1.fail" 2>/dev/null | sed 's/^/     /'
-    return 1
-  fi
-}
 
 # ------------------------------------------------------------------ install the previous release
 log "install $PREV_DEB_VERSION (previous release)"
@@ -385,78 +184,24 @@ check "conffiles in place; units enabled; tmpfiles created /run/smarter-cni" bas
    [ -L /etc/systemd/system/multi-user.target.wants/smarter-cni-dns.service ] && [ -d /run/smarter-cni/mynet/hosts ]"
 check "the loopback link is the plugin" bash -c "[ \"\$(readlink /opt/cni/bin/loopback)\" = smarter-cni ]"
 
-# Node DNS as smarter-cni-dns.service runs it, with the test's copy of dnsmasq.conf.
-start_dns() {
-  dnsmasq --keep-in-foreground --log-facility="$WORK/dnsmasq.log" --conf-file="$T/dnsmasq.conf" &
-  DNS_PID=$!
-  local end=$((SECONDS + 10))
-  until dig +short +time=1 +tries=1 "@$GATEWAY" nothing.cluster.local >/dev/null 2>&1; do
-    [ "$SECONDS" -lt "$end" ] || return 1
-    sleep 0.2
-  done
-}
 check "node DNS (dnsmasq) answers on $GATEWAY" start_dns
-node_dns_resolves() { # pod...: node DNS answers each pod name with its address
-  local p got
-  for p in "$@"; do
-    got=$(dig +short +time=1 +tries=2 "@$GATEWAY" "$p")
-    [ "$got" = "$(jq -r '.ips[0].address | sub("/.*"; "")' "$WORK/$p.json")" ] ||
-      { echo "     node DNS: $p -> '$got'"; return 1; }
-  done
-}
-healthy() { "$BIN" status --config "$SMARTER_CNI_CONFIG" --dnsmasq-config "$SMARTER_CNI_DNSMASQ_CONFIG" >"$WORK/status.txt" 2>&1 || { sed 's/^/     /' "$WORK/status.txt"; false; }; }
 
-log "3 pods attached by $PREV_VERSION"
-ok=1
-for p in pa pb pc; do start_pod "$p" "host-$p" || ok=0; done
-check "pods pa, pb, pc attached (ADD loopback + smarter-cni)" [ $ok = 1 ]
-if resolves_all pa pb pc && resolves_all pb pa pc && resolves_all pc pa pb; then
-  pass "they resolve each other by name"
-else fail "pods resolve each other before the upgrade"; fi
+attach_old_pods
 
 # ------------------------------------------------------------------ upgrade under load
 log "upgrade to $NEW_DEB_VERSION under load (dpkg -i under strace)"
-under_load up strace -f -qq -o "$WORK/strace.up" -e trace=open,openat,rename,renameat,renameat2 \
-  dpkg -i "$NEW_DEB"
-if [ "$LOAD_RC" = 0 ]; then pass "dpkg -i $NEW_DEB_VERSION under load ($LOAD_SUMMARY)"; else
-  fail "dpkg -i $NEW_DEB_VERSION under load" "$(cat "$WORK/up.log")"
-fi
-check "zero failed CNI calls during the upgrade" no_failed_calls up
-check "$BIN is $NEW_VERSION" version_is "$NEW_VERSION"
-check "dpkg put the binary in place by rename(smarter-cni.dpkg-new -> smarter-cni)" \
-  grep -qE 'rename(at2?)?\(.*"/opt/cni/bin/smarter-cni\.dpkg-new", .*"/opt/cni/bin/smarter-cni"' "$WORK/strace.up"
-check "nothing opened /opt/cni/bin/smarter-cni for writing" bash -c \
-  "! grep -E 'open(at)?\(.*\"/opt/cni/bin/smarter-cni\", [^)]*O_(WRONLY|RDWR|TRUNC)' '$WORK/strace.up'"
-check "preinst kept the previous binary in /var/lib/smarter-cni/previous" bash -c \
+package_run_under_load up "$NEW_VERSION" "dpkg -i $NEW_DEB_VERSION" \
+  strace -f -qq -o "$WORK/strace.up" -e trace=open,openat,rename,renameat,renameat2 dpkg -i "$NEW_DEB"
+check "dpkg replaced the binary by rename (smarter-cni.dpkg-new -> smarter-cni), nothing opened it for writing" \
+  landed_by_rename "$BIN.dpkg-new" "$WORK/strace.up"
+check "the previous binary is kept in /var/lib/smarter-cni/previous" bash -c \
   "[ \"\$(/var/lib/smarter-cni/previous/smarter-cni --version)\" = 'smarter-cni $PREV_VERSION' ] && [ ! -e /opt/cni/bin/.smarter-cni.previous ]"
-if resolves_all pa pb pc && resolves_all pb pa pc && resolves_all pc pa pb; then
-  pass "pods attached by $PREV_VERSION still resolve each other by name"
-else fail "old pods resolve each other after the upgrade"; fi
-check "node DNS answers the records $PREV_VERSION wrote" node_dns_resolves pa pb pc
-check "smarter-cni status of $NEW_VERSION: healthy, every pod resolves" healthy
-check "$NEW_VERSION CHECKs a pod that $PREV_VERSION added" pod_call CHECK pa
-check "$NEW_VERSION DELs a pod that $PREV_VERSION added" pod_call DEL pa
-check "pa detached: no endpoint, no record" detached pa
-docker rm -f "$(cat "$WORK/pa.id")" >/dev/null
-check "$NEW_VERSION attaches a new pod pd" start_pod pd host-pd
+after_upgrade
 
 # ------------------------------------------------------------------ downgrade under load
 log "downgrade to $PREV_DEB_VERSION under load"
-under_load down dpkg -i "$PREV_DEB"
-if [ "$LOAD_RC" = 0 ]; then pass "dpkg -i $PREV_DEB_VERSION (downgrade) under load ($LOAD_SUMMARY)"; else
-  fail "dpkg -i $PREV_DEB_VERSION (downgrade) under load" "$(cat "$WORK/down.log")"
-fi
-check "zero failed CNI calls during the downgrade" no_failed_calls down
-check "$BIN is $PREV_VERSION again" version_is "$PREV_VERSION"
-if resolves_all pb pc pd && resolves_all pc pb pd && resolves_all pd pb pc; then
-  pass "pods attached by both versions resolve each other by name"
-else fail "pods resolve each other after the downgrade"; fi
-check "node DNS answers the records of both versions" node_dns_resolves pb pc pd
-check "smarter-cni status of $PREV_VERSION: healthy, every pod resolves" healthy
-check "$PREV_VERSION CHECKs the pod that $NEW_VERSION added" pod_call CHECK pd
-check "$PREV_VERSION DELs the pod that $NEW_VERSION added" pod_call DEL pd
-check "pd detached: no endpoint, no record" detached pd
-docker rm -f "$(cat "$WORK/pd.id")" >/dev/null
+package_run_under_load down "$PREV_VERSION" "dpkg -i $PREV_DEB_VERSION (downgrade)" dpkg -i "$PREV_DEB"
+after_downgrade
 
 # ------------------------------------------------------------------ failed health check
 log "a failed health check rolls back"
@@ -475,10 +220,7 @@ check "the package is left half-configured" status_is "install ok half-configure
 check "the operator's edit of /etc/default/smarter-cni is kept" grep -q '^SMARTER_CNI_HEALTH_REQUIRE=' /etc/default/smarter-cni
 echo "     what the operator sees (dpkg -i output):"
 sed -n '/^smarter-cni:/,$p' "$WORK/failed.log" | sed 's/^/     | /'
-check "node DNS back" start_dns
-ok=0
-if start_pod pe host-pe && pod_call CHECK pe && resolves_all pe pb pc && pod_call DEL pe && detached pe; then ok=1; fi
-check "the previous binary works: ADD, CHECK, resolve, DEL of a new pod" [ $ok = 1 ]
+previous_binary_works
 cp "$WORK/default.orig" /etc/default/smarter-cni
 if dpkg_i retry --configure smarter-cni; then pass "dpkg --configure retries $NEW_DEB_VERSION once the cause is fixed"; else
   fail "dpkg --configure smarter-cni" "$(cat "$WORK/retry.log")"

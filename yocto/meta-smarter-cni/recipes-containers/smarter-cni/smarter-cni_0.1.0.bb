@@ -19,6 +19,7 @@ SRC_URI = "file://Cargo.toml;subdir=${BP} \
            file://Cargo.lock;subdir=${BP} \
            file://LICENSE;subdir=${BP} \
            file://src;subdir=${BP} \
+           file://packaging/activate;subdir=${BP} \
            file://images/rootfs/etc/cni/net.d/10-smarter-cni.conflist;subdir=${BP} \
            file://images/rootfs/etc/smarter-cni/dnsmasq.conf;subdir=${BP} \
            file://images/rootfs/etc/rancher/k3s/config.yaml.d/10-smarter-cni.yaml;subdir=${BP} \
@@ -43,15 +44,20 @@ inherit cargo cargo-update-recipe-crates systemd
 # and the already-stripped QA check passes.
 export CARGO_PROFILE_RELEASE_STRIP = "false"
 
+# meta-virtualization's convention: the plugins live in ${libexecdir}/cni and
+# /opt/cni/bin (where cri-dockerd looks) links to that directory.
 CNI_BINDIR = "${libexecdir}/cni"
+# The package's copy of the binary. The runtime executes ${CNI_BINDIR}/smarter-cni, which
+# no package owns: pkg_postinst copies the new binary there and renames it in, because
+# opkg unlinks a packaged file and writes the new one in place, which a pod start at that
+# moment would execute half-written or not find at all.
+SMARTER_CNI_STAGED = "${libexecdir}/smarter-cni/smarter-cni"
 ROOTFS_SRC = "${S}/images/rootfs"
 
 do_install() {
-    # meta-virtualization's convention: the plugins live in ${libexecdir}/cni and
-    # /opt/cni/bin (where cri-dockerd looks) links to that directory.
+    install -D -m 0755 ${B}/target/${CARGO_TARGET_SUBDIR}/smarter-cni ${D}${SMARTER_CNI_STAGED}
+    install -D -m 0755 ${S}/packaging/activate ${D}${nonarch_libdir}/smarter-cni/activate
     install -d ${D}${CNI_BINDIR}
-    install -m 0755 ${B}/target/${CARGO_TARGET_SUBDIR}/smarter-cni ${D}${CNI_BINDIR}/smarter-cni
-    ln -s smarter-cni ${D}${CNI_BINDIR}/loopback
     install -d ${D}/opt/cni
     ln -s ${CNI_BINDIR} ${D}/opt/cni/bin
 
@@ -81,6 +87,8 @@ do_install() {
 PACKAGES =+ "${PN}-dns ${PN}-k3s-agent"
 
 FILES:${PN} += "${CNI_BINDIR} \
+                ${SMARTER_CNI_STAGED} \
+                ${nonarch_libdir}/smarter-cni/activate \
                 /opt/cni/bin \
                 ${sysconfdir}/cni/net.d/10-smarter-cni.conflist \
                 ${nonarch_libdir}/tmpfiles.d/smarter-cni.conf \
@@ -110,3 +118,33 @@ RDEPENDS:${PN}-k3s-agent = "${PN} ${PN}-dns docker k3s"
 
 # Both ship /opt/cni/bin and a loopback plugin; smarter-cni replaces the 45 MB set.
 RCONFLICTS:${PN} = "cni"
+
+# The upgrade procedure of every smarter-cni package (packaging/activate, shared with the
+# .deb): keep the running binary, land the new one by rename, `smarter-cni setup`, health
+# check, previous binary back on failure. At image build ($D set) only the binary and the
+# loopback link are put in place; smarter-cni-setup.service prepares the node at boot.
+# No `exit 0` on success: the systemd class appends its own part to this script.
+pkg_postinst:${PN}() {
+    if [ -n "$D" ]; then
+        "$D${nonarch_libdir}/smarter-cni/activate" --root "$D" --bin "${CNI_BINDIR}/smarter-cni" \
+            --staged "${SMARTER_CNI_STAGED}" || exit 1
+    else
+        "${nonarch_libdir}/smarter-cni/activate" --bin "${CNI_BINDIR}/smarter-cni" \
+            --staged "${SMARTER_CNI_STAGED}" \
+            --retry "opkg configure ${PN} (ipk feeds), or this command (rpm feeds): ${nonarch_libdir}/smarter-cni/activate --bin ${CNI_BINDIR}/smarter-cni --staged ${SMARTER_CNI_STAGED}" || exit 1
+    fi
+}
+
+# Removal only (rpm runs this with "0"; opkg with "remove", and with "upgrade <version>"
+# during an upgrade, which must leave the runtime binary alone). Before the package's
+# files go, so that its now empty ${CNI_BINDIR} goes with them. Pods, the Docker network
+# and /var/lib/smarter-cni (the previous binary) stay.
+pkg_prerm:${PN}() {
+    case "$1" in
+    remove | 0)
+        rm -f "$D${CNI_BINDIR}/smarter-cni" "$D${CNI_BINDIR}/loopback" \
+            "$D${CNI_BINDIR}/.smarter-cni.previous" "$D${CNI_BINDIR}/.smarter-cni.previous.tmp" \
+            "$D${CNI_BINDIR}/.smarter-cni.new" "$D${CNI_BINDIR}/.loopback.new"
+        ;;
+    esac
+}
