@@ -1,6 +1,7 @@
 //! Benchmark (prints numbers; asserts nothing): ADD/DEL of the plugin process against the
 //! same engine work done from one warm process, VERSION latency and peak RSS, node DNS
-//! record latency, binary size. Run with scripts/bench.sh.
+//! record latency, pod-name lookups with the uplink down, binary size. Run with
+//! scripts/bench.sh.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 const PODS: usize = 40;
 const VERSION_RUNS: usize = 300;
+const OFFLINE_LOOKUPS: usize = 60;
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
@@ -88,7 +90,8 @@ async fn main() {
     net.extra = serde_json::json!({});
     let dir = std::path::PathBuf::from(format!("/run/smarter-cni-test/bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let dnsmasq = start_node_dns(&net, &dir);
+    let hole = BlackHole::start();
+    let dnsmasq = start_node_dns(&net, &dir, Some(hole.port));
 
     // Warm-up: creates the network, so every measured ADD does the same work.
     let warm = Sandbox::start("bench-warm", "default", "benchwarm", &net.gateway).await;
@@ -164,7 +167,9 @@ async fn main() {
     );
     summary("node DNS answers after ADD returns", &mut dns_samples);
 
+    bench_offline_lookups(&net, &dir, &warm).await;
     drop(dnsmasq);
+    bench_offline_lookup_before(&net, &dir, &warm, hole.port);
     for pod in pods.iter().chain(&floor_pods).chain([&warm]) {
         pod.remove().await;
     }
@@ -172,22 +177,62 @@ async fn main() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Node DNS as shipped, pointed at this run's network; no upstream (nothing leaves the host).
-fn start_node_dns(net: &TestNet, dir: &Path) -> ChildGuard {
-    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/images/rootfs/etc/smarter-cni/dnsmasq.conf")).unwrap();
-    let config = shipped
-        .replace("listen-address=172.38.0.1", &format!("listen-address={}", net.gateway))
-        .replace("hostsdir=/run/smarter-cni/mynet/hosts", &format!("hostsdir={}", net.records_dir.display()))
-        + "no-resolv\n";
+/// Node DNS as shipped, pointed at this run's network and at `upstream` on loopback (or
+/// none): nothing leaves the host.
+fn start_node_dns(net: &TestNet, dir: &Path, upstream: Option<u16>) -> ChildGuard {
     std::fs::create_dir_all(&net.records_dir).unwrap();
     let path = dir.join("dnsmasq.conf");
-    std::fs::write(&path, config).unwrap();
+    std::fs::write(&path, shipped_node_dns_config(net, upstream)).unwrap();
     let child = Command::new("dnsmasq")
         .args(["--keep-in-foreground", "--log-facility=/dev/null"])
         .arg(format!("--conf-file={}", path.display()))
         .spawn()
         .expect("dnsmasq");
     ChildGuard(child)
+}
+
+/// `getent ahosts <pod>.<namespace>` (glibc: A and AAAA) from a node process against node
+/// DNS whose upstream never answers: what a host-networked pod waits for on a site whose
+/// uplink is down. Also one lookup with the configuration before pod domains existed.
+async fn bench_offline_lookups(net: &TestNet, dir: &Path, pod: &Sandbox) {
+    let resolv = dir.join("node-resolv.conf");
+    std::fs::write(&resolv, format!("nameserver {}\n", net.gateway)).unwrap();
+    let name = format!("{}.{}", pod.pod, pod.namespace);
+    let mut samples = Vec::new();
+    for _ in 0..OFFLINE_LOOKUPS {
+        let started = Instant::now();
+        let (ok, out) = node_process_getent(&resolv, &name);
+        samples.push(started.elapsed());
+        assert!(ok, "getent ahosts {name}: {out}");
+    }
+    summary("getent ahosts pod.ns, uplink down", &mut samples);
+    let started = Instant::now();
+    let (ok, _) = node_process_getent(&resolv, "nosuch-pod.default");
+    println!("{:<34} {} ({})", "getent ahosts unknown.ns, uplink down", ms(started.elapsed()), if ok { "found?!" } else { "not found" });
+}
+
+/// One lookup with the shipped configuration of before pod domains (no `servers-file`, no
+/// `local=//`), for comparison: what issue 12 measured as 15 s.
+fn bench_offline_lookup_before(net: &TestNet, dir: &Path, pod: &Sandbox, upstream: u16) {
+    let before: String = shipped_node_dns_config(net, Some(upstream))
+        .lines()
+        .filter(|l| !l.starts_with("servers-file=") && *l != "local=//")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let path = dir.join("dnsmasq-before.conf");
+    std::fs::write(&path, before).unwrap();
+    let _dns = ChildGuard(
+        Command::new("dnsmasq")
+            .args(["--keep-in-foreground", "--log-facility=/dev/null"])
+            .arg(format!("--conf-file={}", path.display()))
+            .spawn()
+            .expect("dnsmasq"),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let name = format!("{}.{}", pod.pod, pod.namespace);
+    let started = Instant::now();
+    let (ok, _) = node_process_getent(&dir.join("node-resolv.conf"), &name);
+    println!("{:<34} {} (found: {ok}; one lookup)", "same, configuration before", ms(started.elapsed()));
 }
 
 struct ChildGuard(std::process::Child);

@@ -50,6 +50,17 @@ dnsmasq --keep-in-foreground --log-facility="$node/dnsmasq.log" \
 dns_pid=$!
 echo "dnsmasq pid $dns_pid listening on 172.38.0.1:53"
 
+# cri-dockerd's CNI calls (network/cni/cni.go): loopback with its built-in 0.2.0 list,
+# then the pod network, both with the pod's CNI_IFNAME and CNI_ARGS; DEL in the same order.
+LOOPBACK_CONF='{"cniVersion":"0.2.0","name":"cni-loopback","type":"loopback"}'
+cni() { # <command> <plugin> <container id> <netns> <pod>
+  local conf=$LOOPBACK_CONF
+  [[ $2 == loopback ]] || conf=$(jq -c '.plugins[0] + {cniVersion, name}' "$node/net.d/10-smarter-cni.conflist")
+  CNI_COMMAND=$1 CNI_CONTAINERID=$3 CNI_NETNS=$4 CNI_IFNAME=eth0 CNI_PATH=$node/bin \
+    CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$5;K8S_POD_INFRA_CONTAINER_ID=$3" \
+    "$node/bin/$2" <<<"$conf"
+}
+
 # The sandbox sequence of cri-dockerd (core/sandbox_run.go): pause container with the
 # pod's hostname and no network, started, resolv.conf overwritten with the kubelet's DNS
 # settings, then CNI ADD for loopback and for the pod network.
@@ -62,15 +73,7 @@ start_pod() {
   resolv=$("$DOCKER" inspect -f '{{.ResolvConfPath}}' "$id")
   printf 'nameserver 172.38.0.1\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n' >"$resolv"
   for plugin in loopback smarter-cni; do
-    local ifname=eth0 conf
-    conf=$(jq -c '.plugins[0] + {cniVersion, name}' "$node/net.d/10-smarter-cni.conflist")
-    if [[ $plugin == loopback ]]; then
-      ifname=lo
-      conf='{"cniVersion":"1.0.0","name":"cni-loopback","type":"loopback"}'
-    fi
-    CNI_COMMAND=ADD CNI_CONTAINERID=$id CNI_NETNS=$netns CNI_IFNAME=$ifname CNI_PATH=$node/bin \
-      CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$pod;K8S_POD_INFRA_CONTAINER_ID=$id" \
-      "$node/bin/$plugin" <<<"$conf" >"$node/$pod.$plugin.json"
+    cni ADD "$plugin" "$id" "$netns" "$pod" >"$node/$pod.$plugin.json"
   done
   printf '%-12s hostname %-8s IP %s\n' "$pod" "$hostname" \
     "$(jq -r '.ips[0].address' "$node/$pod.smarter-cni.json")"
@@ -80,8 +83,8 @@ stop_pod() {
   local pod=$1 id netns
   id=$("$DOCKER" inspect -f '{{.Id}}' "demo_POD_$pod" 2>/dev/null) || return 0
   netns=/proc/$("$DOCKER" inspect -f '{{.State.Pid}}' "$id")/ns/net
-  CNI_COMMAND=DEL CNI_CONTAINERID=$id CNI_NETNS=$netns CNI_IFNAME=eth0 CNI_PATH=$node/bin \
-    "$node/bin/smarter-cni" <<<"$(jq -c '.plugins[0] + {cniVersion, name}' "$node/net.d/10-smarter-cni.conflist")"
+  cni DEL loopback "$id" "$netns" "$pod"
+  cni DEL smarter-cni "$id" "$netns" "$pod"
   "$DOCKER" rm -f "$id" >/dev/null
 }
 
@@ -117,6 +120,11 @@ say "Host processes and host-networked pods ask node DNS (dig @172.38.0.1)"
 for name in alpha beta-7c4b2 beta-7c4b2.default; do
   printf 'dig +short @172.38.0.1 %-20s -> %s\n' "$name" "$(dig +short +time=1 @172.38.0.1 "$name")"
 done
+say "...and node DNS answers the pods' names itself, never upstream (README: Node DNS)"
+dns_status() { dig +time=1 +tries=1 @172.38.0.1 "$@" | sed -n 's/.*status: \([A-Z]*\).*/\1/p'; }
+printf '%-44s -> %s (no IPv6 address, answered here)\n' "dig @172.38.0.1 AAAA beta-7c4b2.default" "$(dns_status AAAA beta-7c4b2.default)"
+printf '%-44s -> %s (no such pod in namespace default)\n' "dig @172.38.0.1 nosuch.default" "$(dns_status nosuch.default)"
+printf 'names node DNS keeps on the node: %s\n' "$(grep -o '/[^/]*/' /run/smarter-cni/mynet/domains | tr -d / | tr '\n' ' ')"
 
 say "smarter-cni status"
 "$node/bin/smarter-cni" status "${paths[@]}" || true

@@ -30,5 +30,5 @@ for target in aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf x86_64-u
   scripts/test-cleanup.sh
   SMARTER_CNI_PLUGIN=$binary SMARTER_CNI_PLUGIN_WRAPPER=${wrapper[$target]} \
     SMARTER_CNI_TEST_DOCKER_HOST=$D26_HOST SMARTER_CNI_TEST_SUBNET_BASE=172.$base \
-    cargo test --locked --test plugin --test cnitool --test node -- --test-threads=4
+    cargo test --locked --test plugin --test cnitool --test node --test hostport -- --test-threads=4
 done

@@ -16,23 +16,62 @@ Usage:
                                      show the node's health; exit 1 on any problem, or
                                      with --require only when one of those parts is not ok
                                      (parts: config conflist loopback engine network
-                                     dns-records dns-config dns dns-container)
+                                     dns-records dns-config dns-domains dns dns-container)
   smarter-cni --version
-  smarter-cni --help
+  smarter-cni --help                 this text; `smarter-cni COMMAND --help` for one command
+";
 
+const SETUP_HELP: &str = "\
+Usage: smarter-cni setup [PATHS]
+
+Prepares the node; safe at every boot and after every upgrade (smarter-cni-setup.service
+runs it): installs or verifies the conflist, links loopback, creates the pod network, the
+DNS records folder and node DNS's pod domains file, and in container DNS mode the DNS
+container. A second run changes nothing. Exit 1 when a step failed.
+";
+
+const STATUS_HELP: &str = "\
+Usage: smarter-cni status [PATHS] [--json] [--require PART,...]
+
+Shows the node's health with a fix for each problem; exit 1 on any problem, or with
+--require only when one of those parts is not ok.
+
+  --json             machine-readable output (fields are only ever added)
+  --require PARTS    comma-separated: config conflist loopback engine network
+                     dns-records dns-config dns-domains dns dns-container
+";
+
+const PATHS_HELP: &str = "\
 PATHS:
-  --config FILE          the conflist (default /etc/cni/net.d/10-smarter-cni.conflist);
-                         setup installs it into --conf-dir when it lives elsewhere
+  --config FILE          the conflist (default /etc/cni/net.d/10-smarter-cni.conflist)
   --conf-dir DIR         the runtime's CNI configuration folder (default: the config's)
   --bin-dir DIR          the runtime's CNI plugin folder (default /opt/cni/bin)
   --dnsmasq-config FILE  node DNS configuration (default /etc/smarter-cni/dnsmasq.conf)
 ";
 
+/// Help text to stdout; a closed pipe (`| head`) is not an error.
+fn print_help(parts: &[&str]) -> ExitCode {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(parts.join("\n").as_bytes());
+    ExitCode::SUCCESS
+}
+
+fn wants_help(args: &[String]) -> bool {
+    args.iter().any(|a| matches!(a.as_str(), "-h" | "--help"))
+}
+
 pub fn main(args: &[String]) -> ExitCode {
+    let sub_help = match args.first().map(String::as_str) {
+        Some("setup") => Some(SETUP_HELP),
+        Some("status") => Some(STATUS_HELP),
+        _ => None,
+    };
+    if let Some(help) = sub_help.filter(|_| wants_help(&args[1..])) {
+        return print_help(&[help, PATHS_HELP]);
+    }
     match args.first().map(String::as_str) {
         None | Some("-h" | "--help" | "help") => {
-            print!("{HELP}");
-            ExitCode::SUCCESS
+            print_help(&[HELP, PATHS_HELP])
         }
         Some("-V" | "--version" | "version") => {
             println!("smarter-cni {}", crate::VERSION);

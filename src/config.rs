@@ -40,6 +40,11 @@ pub struct DnsConfig {
     pub address: Ipv4Addr,
     pub domain: Option<String>,
     pub records_dir: PathBuf,
+    /// The namespaces and names node DNS answers itself (dnsmasq `servers-file=`).
+    pub domains_file: PathBuf,
+    /// dnsmasq's pid file (`pid-file=`): where the plugin finds it to make it re-read
+    /// `domains_file`.
+    pub pid_file: PathBuf,
     pub image: String,
     pub image_archive: Option<PathBuf>,
     pub container_name: String,
@@ -82,6 +87,8 @@ struct RawDns {
     address: Option<String>,
     domain: Option<String>,
     records_dir: Option<String>,
+    domains_file: Option<String>,
+    pid_file: Option<String>,
     image: Option<String>,
     image_archive: Option<String>,
     container_name: Option<String>,
@@ -177,6 +184,15 @@ impl PluginConfig {
             Some(text) => absolute_path("dns.recordsDir", text)?,
             None => PathBuf::from(DEFAULT_STATE_ROOT).join(&network).join("hosts"),
         };
+        let state_dir = PathBuf::from(DEFAULT_STATE_ROOT).join(&network);
+        let domains_file = match raw_dns.domains_file.as_deref() {
+            Some(text) => absolute_path("dns.domainsFile", text)?,
+            None => state_dir.join("domains"),
+        };
+        let pid_file = match raw_dns.pid_file.as_deref() {
+            Some(text) => absolute_path("dns.pidFile", text)?,
+            None => state_dir.join("dnsmasq.pid"),
+        };
         let container_name = raw_dns.container_name.unwrap_or_else(|| format!("{network}-dns"));
         if !is_docker_name(&container_name) {
             return Err(invalid(format!("\"dns.containerName\": {container_name:?} is not a valid Docker container name")));
@@ -197,6 +213,8 @@ impl PluginConfig {
                 address: dns_address,
                 domain,
                 records_dir,
+                domains_file,
+                pid_file,
                 image: raw_dns.image.unwrap_or_else(|| DEFAULT_DNS_IMAGE.to_string()),
                 image_archive,
                 container_name,

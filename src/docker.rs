@@ -6,6 +6,7 @@ use bollard::models::{
     EndpointSettings, Ipam, IpamConfig, NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest,
 };
 use bollard::models::{ContainerCreateBody, EndpointIpamConfig, HostConfig, NetworkingConfig, RestartPolicy, RestartPolicyNameEnum};
+use bollard::models::{PortMap, PortSummary};
 use bollard::query_parameters::{
     CreateContainerOptions, ImportImageOptions, InspectContainerOptions, InspectNetworkOptions, ListContainersOptions,
     RemoveContainerOptions, StartContainerOptions,
@@ -93,6 +94,88 @@ pub struct Container {
     pub labels: HashMap<String, String>,
     /// Keyed by network name.
     pub endpoints: HashMap<String, Endpoint>,
+    /// The host ports it asks for (`HostConfig.PortBindings`): a pod's hostPorts, which
+    /// cri-dockerd sets on the sandbox. Docker publishes them when the sandbox joins a network.
+    pub port_bindings: Vec<PortMapping>,
+    /// The host ports Docker publishes for it now (`NetworkSettings.Ports`).
+    pub published_ports: Vec<PortMapping>,
+}
+
+/// One host port mapped to a container port.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortMapping {
+    pub host_port: u16,
+    /// `tcp`, `udp` or `sctp`, as Docker spells them.
+    pub protocol: String,
+    /// Empty for every address of the node (Docker's "", "0.0.0.0" and "::").
+    pub host_ip: String,
+    pub container_port: u16,
+}
+
+impl PortMapping {
+    /// Whether the two need the same host port: same protocol and port on a shared address.
+    pub fn overlaps(&self, other: &PortMapping) -> bool {
+        self.protocol == other.protocol
+            && self.host_port == other.host_port
+            && (self.host_ip.is_empty() || other.host_ip.is_empty() || self.host_ip == other.host_ip)
+    }
+
+    /// The node's side: `8080/tcp`, or `192.0.2.7:8080/tcp` when bound to one address.
+    pub fn host_side(&self) -> String {
+        match self.host_ip.as_str() {
+            "" => format!("{}/{}", self.host_port, self.protocol),
+            ip if ip.contains(':') => format!("[{ip}]:{}/{}", self.host_port, self.protocol),
+            ip => format!("{ip}:{}/{}", self.host_port, self.protocol),
+        }
+    }
+}
+
+/// `8080->80/tcp`, or `192.0.2.7:8080->80/tcp` (Docker's own notation, without the address
+/// when every address is meant).
+impl fmt::Display for PortMapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = self.host_side();
+        let host = host.rsplit_once('/').map_or(host.as_str(), |(h, _)| h);
+        write!(f, "{host}->{}/{}", self.container_port, self.protocol)
+    }
+}
+
+/// A running container and the host ports Docker publishes for it.
+#[derive(Debug, Clone, Default)]
+pub struct Publisher {
+    pub id: String,
+    pub name: String,
+    pub labels: HashMap<String, String>,
+    pub ports: Vec<PortMapping>,
+}
+
+/// A host port Docker could not publish, read from its connect error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortInUse {
+    pub host_port: u16,
+    /// Only the userland proxy's message names it.
+    pub protocol: Option<String>,
+}
+
+impl EngineError {
+    /// The port behind a failed connect, when a held host port was the cause. The words are
+    /// the same on 20.10 and 26.1: "Bind for 0.0.0.0:8080 failed: port is already allocated"
+    /// (a container of this engine has it) and "Error starting userland proxy: listen tcp4
+    /// 0.0.0.0:8080: bind: address already in use" (something else on the node has it).
+    pub fn port_in_use(&self) -> Option<PortInUse> {
+        let port_of = |address: &str| address.trim_end_matches(':').rsplit_once(':')?.1.parse().ok();
+        let message = self.message.as_str();
+        if message.contains("port is already allocated") {
+            let address = message.split("Bind for ").nth(1)?.split_whitespace().next()?;
+            return Some(PortInUse { host_port: port_of(address)?, protocol: None });
+        }
+        if message.contains("address already in use") {
+            let mut words = message.split("listen ").nth(1)?.split_whitespace();
+            let protocol = words.next()?.trim_end_matches(['4', '6']).to_string();
+            return Some(PortInUse { host_port: port_of(words.next()?)?, protocol: Some(protocol) });
+        }
+        None
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -189,6 +272,21 @@ impl Engine {
         let options = ListContainersOptions { all: false, filters: Some(filters), ..Default::default() };
         let list = self.docker.list_containers(Some(options)).await?;
         Ok(list.into_iter().filter_map(|c| c.id).collect())
+    }
+
+    /// Running containers that publish host ports, from one list call (the list carries
+    /// each container's published ports).
+    pub async fn publishers(&self) -> Result<Vec<Publisher>> {
+        let options = ListContainersOptions { all: false, ..Default::default() };
+        let list = self.docker.list_containers(Some(options)).await?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                let ports = published_from_summary(c.ports.unwrap_or_default());
+                let name = c.names.and_then(|n| n.into_iter().next()).unwrap_or_default().trim_start_matches('/').to_string();
+                (!ports.is_empty()).then(|| Publisher { id: c.id.unwrap_or_default(), name, labels: c.labels.unwrap_or_default(), ports })
+            })
+            .collect())
     }
 
     pub async fn network(&self, name: &str) -> Result<Option<Network>> {
@@ -380,9 +478,10 @@ fn not_found_as_none<T>(err: BollardError) -> Result<Option<T>> {
 fn container_from(inspect: bollard::models::ContainerInspectResponse) -> Container {
     let state = inspect.state.unwrap_or_default();
     let config = inspect.config.unwrap_or_default();
-    let endpoints = inspect
-        .network_settings
-        .and_then(|s| s.networks)
+    let settings = inspect.network_settings.unwrap_or_default();
+    let published_ports = port_mappings(settings.ports);
+    let endpoints = settings
+        .networks
         .unwrap_or_default()
         .into_iter()
         .map(|(name, ep)| {
@@ -408,12 +507,127 @@ fn container_from(inspect: bollard::models::ContainerInspectResponse) -> Contain
         resolv_conf_path: inspect.resolv_conf_path.filter(|p| !p.is_empty()).map(PathBuf::from),
         labels: config.labels.unwrap_or_default(),
         endpoints,
+        port_bindings: port_mappings(inspect.host_config.and_then(|h| h.port_bindings)),
+        published_ports,
+    }
+}
+
+/// `{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}` (PortBindings, and NetworkSettings.Ports,
+/// where Docker lists 0.0.0.0 and :: for one binding) as one mapping per host port, sorted.
+/// An empty or ranged HostPort (Docker picks one) is skipped: there is nothing to check yet.
+fn port_mappings(map: Option<PortMap>) -> Vec<PortMapping> {
+    let mut mappings = Vec::new();
+    for (key, bindings) in map.unwrap_or_default() {
+        let (port, protocol) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+        let Ok(container_port) = port.parse() else { continue };
+        for binding in bindings.unwrap_or_default() {
+            let Some(host_port) = binding.host_port.as_deref().and_then(|p| p.parse().ok()).filter(|p| *p != 0) else {
+                continue;
+            };
+            let host_ip = any_address_as_empty(binding.host_ip.as_deref());
+            mappings.push(PortMapping { host_port, protocol: protocol.to_string(), host_ip, container_port });
+        }
+    }
+    mappings.sort();
+    mappings.dedup();
+    mappings
+}
+
+fn published_from_summary(ports: Vec<PortSummary>) -> Vec<PortMapping> {
+    let mut mappings: Vec<PortMapping> = ports
+        .into_iter()
+        .filter_map(|p| {
+            Some(PortMapping {
+                host_port: p.public_port.filter(|p| *p != 0)?,
+                protocol: p.typ.map(|t| t.to_string()).filter(|t| !t.is_empty()).unwrap_or_else(|| "tcp".into()),
+                host_ip: any_address_as_empty(p.ip.as_deref()),
+                container_port: p.private_port,
+            })
+        })
+        .collect();
+    mappings.sort();
+    mappings.dedup();
+    mappings
+}
+
+fn any_address_as_empty(ip: Option<&str>) -> String {
+    match ip.unwrap_or("") {
+        "" | "0.0.0.0" | "::" => String::new(),
+        ip => ip.to_string(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn mapping(host_ip: &str, host_port: u16, container_port: u16, protocol: &str) -> PortMapping {
+        PortMapping { host_port, protocol: protocol.into(), host_ip: host_ip.into(), container_port }
+    }
+
+    #[test]
+    fn port_bindings_as_cri_dockerd_sets_them_and_ports_as_docker_publishes_them() {
+        // cri-dockerd (libdocker.MakePortsAndBindings): HostIp is the pod's hostIP, "" when unset.
+        let asked: PortMap = serde_json::from_str(
+            r#"{"80/tcp": [{"HostIp": "", "HostPort": "8080"}], "53/udp": [{"HostIp": "", "HostPort": "8080"}],
+                "9000/tcp": [{"HostIp": "192.0.2.7", "HostPort": "9000"}], "7/tcp": [{"HostIp": "", "HostPort": ""}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            port_mappings(Some(asked)),
+            [mapping("", 8080, 80, "tcp"), mapping("", 8080, 53, "udp"), mapping("192.0.2.7", 9000, 9000, "tcp")]
+        );
+        // What inspect shows once published: one binding on 0.0.0.0 and on ::, and the
+        // exposed port nobody published.
+        let published: PortMap = serde_json::from_str(
+            r#"{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}, {"HostIp": "::", "HostPort": "8080"}], "443/tcp": null}"#,
+        )
+        .unwrap();
+        assert_eq!(port_mappings(Some(published)), [mapping("", 8080, 80, "tcp")]);
+        assert!(port_mappings(None).is_empty());
+
+        let listed: Vec<PortSummary> = serde_json::from_str(
+            r#"[{"IP": "0.0.0.0", "PrivatePort": 53, "PublicPort": 8080, "Type": "udp"},
+                {"IP": "::", "PrivatePort": 53, "PublicPort": 8080, "Type": "udp"},
+                {"PrivatePort": 443, "Type": "tcp"}]"#,
+        )
+        .unwrap();
+        assert_eq!(published_from_summary(listed), [mapping("", 8080, 53, "udp")]);
+    }
+
+    #[test]
+    fn port_mappings_read_like_docker_ps() {
+        assert_eq!(mapping("", 8080, 80, "tcp").to_string(), "8080->80/tcp");
+        assert_eq!(mapping("192.0.2.7", 53, 5353, "udp").to_string(), "192.0.2.7:53->5353/udp");
+        assert_eq!(mapping("fd00::1", 8080, 80, "tcp").to_string(), "[fd00::1]:8080->80/tcp");
+        assert_eq!(mapping("", 8080, 80, "udp").host_side(), "8080/udp");
+        assert_eq!(mapping("192.0.2.7", 8080, 80, "tcp").host_side(), "192.0.2.7:8080/tcp");
+    }
+
+    #[test]
+    fn a_host_port_is_shared_only_by_protocol_port_and_address() {
+        let every = mapping("", 8080, 80, "tcp");
+        assert!(every.overlaps(&mapping("", 8080, 9090, "tcp")), "container port does not matter");
+        assert!(every.overlaps(&mapping("192.0.2.7", 8080, 80, "tcp")));
+        assert!(mapping("192.0.2.7", 8080, 80, "tcp").overlaps(&every));
+        assert!(!every.overlaps(&mapping("", 8080, 80, "udp")));
+        assert!(!every.overlaps(&mapping("", 8081, 80, "tcp")));
+        assert!(!mapping("192.0.2.7", 8080, 80, "tcp").overlaps(&mapping("192.0.2.8", 8080, 80, "tcp")));
+    }
+
+    #[test]
+    fn port_in_use_from_the_engines_connect_errors() {
+        let error = |message: &str| EngineError { kind: ErrorKind::Refused, message: message.into() };
+        // Seen on 20.10.24 and 26.1.5 (engine answered 500).
+        let allocated = error("engine answered 500: driver failed programming external connectivity on endpoint k8s_POD_b (7eb8ab2c62d1): Bind for 0.0.0.0:18760 failed: port is already allocated");
+        assert_eq!(allocated.port_in_use(), Some(PortInUse { host_port: 18760, protocol: None }));
+        let proxy = error("engine answered 500: driver failed programming external connectivity on endpoint k8s_POD_c (9aa5aa75c8a6): Error starting userland proxy: listen tcp4 0.0.0.0:18761: bind: address already in use");
+        assert_eq!(proxy.port_in_use(), Some(PortInUse { host_port: 18761, protocol: Some("tcp".into()) }));
+        let udp6 = error("Error starting userland proxy: listen udp6 [::]:5353: bind: address already in use");
+        assert_eq!(udp6.port_in_use(), Some(PortInUse { host_port: 5353, protocol: Some("udp".into()) }));
+        assert_eq!(error("engine answered 404: No such container: f00d").port_in_use(), None);
+        assert_eq!(error("Bind for nonsense failed: port is already allocated").port_in_use(), None);
+    }
 
     #[test]
     fn api_version_from_ping_headers() {

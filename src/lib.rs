@@ -2,14 +2,16 @@
 //! bridge network and gives them DNS names there, for single-node IoT edge gateways.
 //!
 //! Layout: `cni` is the protocol (knows no Docker), `plugin` the verbs, `docker` the only
-//! engine client, `dns` names/records/resolv.conf, `network` the pod network's shape,
-//! `cli` the node commands.
+//! engine client, `hostport` the checks before Docker publishes a pod's hostPorts, `dns`
+//! names/records/pod domains/resolv.conf, `network` the pod network's shape, `cli` the node
+//! commands.
 
 pub mod cli;
 pub mod cni;
 pub mod config;
 pub mod dns;
 pub mod docker;
+pub mod hostport;
 pub mod ipv4;
 pub mod log;
 pub mod loopback;
@@ -37,7 +39,7 @@ pub fn run_cni(plugin: &dyn cni::Plugin, plugin_name: &str) -> ExitCode {
 /// One line per call. Successful VERSION calls are not logged: cri-dockerd runs VERSION
 /// every 5 s, which would write 17,280 lines a day to a gateway's SD card.
 fn log_report(plugin_name: &str, report: &cni::Report) {
-    let command = report.command.map(cni::Command::as_str).unwrap_or("(invalid)");
+    let command = report.command.map(cni::Command::as_str).unwrap_or("(no valid CNI_COMMAND)");
     if report.command == Some(cni::Command::Version) && report.outcome.is_ok() {
         return;
     }
@@ -47,6 +49,9 @@ fn log_report(plugin_name: &str, report: &cni::Report) {
     }
     if let Some(pod) = &report.pod {
         line.push_str(&format!(" pod={pod}"));
+    }
+    if !report.ignored.is_empty() {
+        line.push_str(&format!(" ignored={:?}", report.ignored.join("; ")));
     }
     line.push_str(&format!(" duration={}ms", report.elapsed.as_millis()));
     match &report.outcome {

@@ -2,11 +2,13 @@
 //! `cni`, engine access in `docker`, names and records in `dns`.
 
 use crate::cni::{code, Call, CniError, Dns, InterfaceResult, Plugin};
-use crate::config::PluginConfig;
+use crate::config::{DnsMode, PluginConfig};
+use crate::dns::domains::{DomainsFile, Update};
 use crate::dns::names::PodNames;
 use crate::dns::records::{Record, RecordStore};
 use crate::dns::resolv;
 use crate::docker::{Container, Engine, EngineError, ErrorKind};
+use crate::hostport;
 use crate::log;
 use crate::netns::NamespaceId;
 use crate::network;
@@ -105,6 +107,9 @@ async fn finish_add(
     RecordStore::new(&config.dns.records_dir).write(&record).map_err(|e| {
         CniError::io(format!("cannot write the DNS record in {}: {e}", config.dns.records_dir.display()))
     })?;
+    refresh_pod_domains(config).map_err(|e| {
+        CniError::io(format!("cannot update node DNS's pod domains in {}: {e}", config.dns.domains_file.display()))
+    })?;
     Ok(InterfaceResult {
         ifname: DOCKER_IFNAME.to_string(),
         mac: endpoint.mac.clone(),
@@ -117,8 +122,12 @@ async fn finish_add(
     })
 }
 
-/// Moves the sandbox from `none` to the pod network with its DNS aliases.
+/// Moves the sandbox from `none` to the pod network with its DNS aliases. Docker publishes
+/// the pod's hostPorts (cri-dockerd sets them as the sandbox's PortBindings) as it connects.
 async fn attach(engine: &Engine, config: &PluginConfig, sandbox: &Container, aliases: &[String]) -> Result<(), CniError> {
+    if !sandbox.port_bindings.is_empty() {
+        hostport::ensure_free(engine, sandbox).await?;
+    }
     let had_none = sandbox.endpoints.contains_key("none");
     if had_none {
         engine.detach("none", &sandbox.id).await.map_err(engine_error)?;
@@ -126,6 +135,10 @@ async fn attach(engine: &Engine, config: &PluginConfig, sandbox: &Container, ali
     if let Err(err) = engine.attach(&config.network, &sandbox.id, aliases, None).await {
         if had_none {
             let _ = engine.attach("none", &sandbox.id, &[], None).await;
+        }
+        if let Some(in_use) = err.port_in_use() {
+            // Taken since the check (a race, or a holder we could not see).
+            return Err(hostport::taken(engine, sandbox, &in_use).await.with_details(err.message));
         }
         return Err(CniError::new(
             code::ENGINE_FAILURE,
@@ -140,6 +153,27 @@ async fn rollback_attach(engine: &Engine, config: &PluginConfig, call: &Call, co
     let _ = engine.detach(&config.network, container).await;
     let _ = engine.attach("none", container, &[], None).await;
     let _ = RecordStore::new(&config.dns.records_dir).remove(&call.env.container_id);
+    let _ = refresh_pod_domains(config);
+}
+
+/// Keeps node DNS's list of the names it answers itself (the pods' namespaces and names,
+/// see `dns::domains`) in step with the records. Host mode only: in container mode node
+/// DNS asks Docker's embedded DNS, which knows every pod's names.
+pub fn refresh_pod_domains(config: &PluginConfig) -> std::io::Result<Update> {
+    if config.dns.mode != DnsMode::Host {
+        return Ok(Update::Unchanged);
+    }
+    let records = RecordStore::new(&config.dns.records_dir);
+    let domains = DomainsFile::new(&config.dns.domains_file, &config.dns.pid_file);
+    let update = domains.update(|| records.list(), config.dns.domain.as_deref())?;
+    if let Update::Rewritten { signalled } = update {
+        log::info(&format!(
+            "node DNS pod domains now {:?}{}",
+            domains.read().unwrap_or_default(),
+            if signalled { "; dnsmasq told to re-read them" } else { "; no dnsmasq running to tell" }
+        ));
+    }
+    Ok(update)
 }
 
 async fn del(call: &Call) -> Result<(), CniError> {
@@ -161,7 +195,12 @@ async fn del(call: &Call) -> Result<(), CniError> {
     }
     records
         .remove(&call.env.container_id)
-        .map_err(|e| CniError::io(format!("cannot remove the DNS record of {}: {e}", call.env.container_id)))
+        .map_err(|e| CniError::io(format!("cannot remove the DNS record of {}: {e}", call.env.container_id)))?;
+    // The pod is gone either way: a stale claim only keeps answering for its namespace.
+    if let Err(e) = refresh_pod_domains(&config) {
+        log::warn(&format!("cannot update node DNS's pod domains in {}: {e}", config.dns.domains_file.display()));
+    }
+    Ok(())
 }
 
 async fn check(call: &Call) -> Result<(), CniError> {
@@ -260,6 +299,9 @@ async fn gc(call: &Call) -> Result<(), CniError> {
     if detached > 0 {
         log::info(&format!("GC detached {detached} stale sandbox(es) from {}", config.network));
     }
+    if let Err(e) = refresh_pod_domains(&config) {
+        failures.push(format!("pod domains {}: {e}", config.dns.domains_file.display()));
+    }
     if failures.is_empty() {
         Ok(())
     } else {
@@ -311,9 +353,10 @@ fn pod_names(config: &PluginConfig, call: &Call, hostname: &str) -> PodNames {
     let names = PodNames::new(Some(hostname), args.pod_name.as_deref(), args.pod_namespace.as_deref(), config.dns.domain.as_deref());
     if !names.skipped.is_empty() {
         log::warn(&format!(
-            "container={} skipped names that are not valid DNS names: {:?}",
+            "container={} pod={} skipped names that cannot be DNS names: {}",
             short(&call.env.container_id),
-            names.skipped
+            args.pod_ref().as_deref().unwrap_or("(unknown)"),
+            names.skipped_text()
         ));
     }
     names

@@ -43,7 +43,8 @@ fn cnitool(verb: &str, network: &str, netns: &str, bin_dir: &Path, conf_dir: &Pa
         .args([verb, network, netns])
         .env("CNI_PATH", bin_dir)
         .env("NETCONFPATH", conf_dir)
-        .env("CNI_IFNAME", if network.contains("loopback") { "lo" } else { "eth0" })
+        // cri-dockerd passes the pod's interface name to loopback too.
+        .env("CNI_IFNAME", "eth0")
         .env("CNI_ARGS", args)
         .output()
         .expect("run cnitool")
@@ -102,17 +103,25 @@ async fn loopback_through_cnitool() {
     let bin_dir = cni_bin_dir("loopback");
     let conf_dir = bin_dir.with_extension("conf");
     std::fs::create_dir_all(&conf_dir).unwrap();
-    std::fs::write(conf_dir.join("99-loopback.conf"), r#"{"cniVersion":"1.0.0","name":"cni-loopback","type":"loopback"}"#).unwrap();
+    // cri-dockerd's built-in loopback list (network/cni/cni.go), as a file libcni reads.
+    let cri_dockerd_list = r#"{"cniVersion":"0.2.0","name":"cni-loopback","plugins":[{"type":"loopback"}]}"#;
+    std::fs::write(conf_dir.join("99-loopback.conflist"), cri_dockerd_list).unwrap();
     let lo_up = || {
         let out = Command::new("ip").args(["-n", &ns, "-o", "link", "show", "lo"]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).contains("UP,")
     };
     assert!(!lo_up());
-    let out = assert_success("add", &cnitool("add", "cni-loopback", &netns, &bin_dir, &conf_dir, ""));
+    let args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=lo-pod-0;K8S_POD_INFRA_CONTAINER_ID=cnitool-lo";
+    let out = assert_success("add", &cnitool("add", "cni-loopback", &netns, &bin_dir, &conf_dir, args));
     assert!(out.contains("127.0.0.1/8"), "{out}");
     assert!(lo_up());
-    assert_success("check", &cnitool("check", "cni-loopback", &netns, &bin_dir, &conf_dir, ""));
-    assert_success("del", &cnitool("del", "cni-loopback", &netns, &bin_dir, &conf_dir, ""));
+    assert_success("del", &cnitool("del", "cni-loopback", &netns, &bin_dir, &conf_dir, args));
+    assert!(!lo_up());
+    // CHECK needs a 0.4.0+ list (libcni refuses it for 0.2.0 before calling the plugin).
+    std::fs::write(conf_dir.join("99-loopback.conflist"), cri_dockerd_list.replace("0.2.0", "1.0.0")).unwrap();
+    assert_success("add", &cnitool("add", "cni-loopback", &netns, &bin_dir, &conf_dir, args));
+    assert_success("check", &cnitool("check", "cni-loopback", &netns, &bin_dir, &conf_dir, args));
+    assert_success("del", &cnitool("del", "cni-loopback", &netns, &bin_dir, &conf_dir, args));
     assert!(!lo_up());
     Command::new("ip").args(["netns", "del", &ns]).status().unwrap();
     let _ = std::fs::remove_dir_all(&conf_dir);

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/images/rootfs");
 const GENEROUS: Duration = Duration::from_secs(10);
 
 /// Stands in for the internet: a dnsmasq on loopback that knows one name. Node DNS in
@@ -46,16 +45,14 @@ impl Drop for Upstream {
 }
 
 /// The shipped dnsmasq configuration, edited the way an operator edits it for another
-/// subnet (listen address, records folder) and other upstream servers.
+/// subnet (listen address, records folder, pod domains, pid file) and other upstream servers.
 fn node_dnsmasq_config(net: &TestNet, dir: &Path, upstream: &Upstream) -> PathBuf {
-    let shipped = std::fs::read_to_string(format!("{SHIPPED}/etc/smarter-cni/dnsmasq.conf")).unwrap();
-    let mut edited = shipped
-        .replace("listen-address=172.38.0.1", &format!("listen-address={}", net.gateway))
-        .replace("hostsdir=/run/smarter-cni/mynet/hosts", &format!("hostsdir={}", net.records_dir.display()));
-    assert_ne!(shipped, edited, "shipped config has the expected defaults");
-    edited.push_str(&format!("no-resolv\nserver=127.0.0.1#{}\n", upstream.port));
+    node_dnsmasq_config_upstream(net, dir, upstream.port)
+}
+
+fn node_dnsmasq_config_upstream(net: &TestNet, dir: &Path, upstream_port: u16) -> PathBuf {
     let path = dir.join("dnsmasq.conf");
-    std::fs::write(&path, edited).unwrap();
+    std::fs::write(&path, shipped_node_dns_config(net, Some(upstream_port))).unwrap();
     path
 }
 
@@ -196,6 +193,117 @@ async fn host_mode_node_dns_answers_pod_names_and_follows_del_gc_and_restarts() 
     net.cleanup().await;
 }
 
+/// What dig says: the status and the answer records' data.
+fn dig_full(server: &str, name: &str, qtype: &str) -> (String, Vec<String>) {
+    let out = Command::new("dig")
+        .args(["+time=1", "+tries=1", "+noall", "+comments", "+answer", &format!("@{server}"), name, qtype])
+        .output()
+        .expect("dig from bind9-dnsutils");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let status = text
+        .split("status: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or("no answer")
+        .to_string();
+    let answers = text
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+        .collect();
+    (status, answers)
+}
+
+/// Node DNS with the uplink down: every name the pods own is answered on the node (A from
+/// the records, empty AAAA, NXDOMAIN for unknown names of a namespace), none of them
+/// reaches the upstream, and names that are not the pods' still do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_dns_answers_pod_names_itself_with_the_uplink_down() {
+    let net = TestNet::new("offline");
+    ensure_network(&net).await;
+    let dir = work_dir("offline");
+    let hole = BlackHole::start();
+    let _dns = NodeDns::start(&node_dnsmasq_config_upstream(&net, &dir, hole.port));
+    let web = Sandbox::start("web-0", "plant", "web", &net.gateway).await;
+    let api = Sandbox::start("api-0", "app", "api", &net.gateway).await; // `app` is a public TLD
+    let db = Sandbox::start("db.v1", "plant", "db", &net.gateway).await; // a pod name with a dot
+    let mut forms = Vec::new();
+    for pod in [&web, &api, &db] {
+        let ip = result_ip(&add(&net, pod, "1.0.0").await.ok().json());
+        for name in [pod.hostname.clone(), pod.pod.clone(), format!("{}.{}", pod.pod, pod.namespace)] {
+            forms.push((name, ip.clone()));
+        }
+    }
+    assert_eq!(net.claimed_domains(), ["api-0.app", "db.v1", "plant"], "the public TLD `app` is not claimed whole");
+
+    for (name, ip) in &forms {
+        assert!(dig_until(&net.gateway, name, ip).await, "A {name}");
+        assert_eq!(dig_full(&net.gateway, name, "AAAA"), ("NOERROR".into(), vec![]), "AAAA {name}");
+        assert_eq!(dig_full(&net.gateway, name, "MX"), ("NOERROR".into(), vec![]), "MX {name}");
+    }
+    for unknown in ["nosuch.plant", "nosuch", "x.web-0.plant"] {
+        assert_eq!(dig_full(&net.gateway, unknown, "A").0, "NXDOMAIN", "{unknown}");
+        assert_eq!(dig_full(&net.gateway, unknown, "AAAA").0, "NXDOMAIN", "{unknown}");
+    }
+
+    // glibc's getent ahosts from a node process and from a host-networked pod.
+    let resolv = dir.join("node-resolv.conf");
+    std::fs::write(&resolv, format!("nameserver {}\n", net.gateway)).unwrap();
+    let host_pod = host_networked_pod(&net.gateway).await;
+    for (name, ip) in &forms {
+        let (ok, out) = node_process_getent(&resolv, name);
+        assert!(ok && out.starts_with(&format!("{ip} ")), "node process: getent ahosts {name}: {out}");
+        let (code, out) = exec_in(&host_pod, &["getent", "ahosts", name]).await;
+        assert!(code == 0 && out.starts_with(&format!("{ip} ")), "host-networked pod: getent ahosts {name}: {out}");
+    }
+    let pod_queries: Vec<String> = hole
+        .received()
+        .into_iter()
+        .filter(|q| forms.iter().any(|(name, _)| q == name || q.ends_with(&format!(".{name}"))) || q.ends_with(".plant"))
+        .collect();
+    assert!(pod_queries.is_empty(), "pod names reached the upstream: {pod_queries:?}");
+
+    // Names that are not the pods' still go upstream, under a TLD-named namespace too.
+    for outside in ["example.com", "nosuch.app"] {
+        dig_full(&net.gateway, outside, "A");
+        assert!(hole.received().iter().any(|q| q == outside), "{outside} not forwarded: {:?}", hole.received());
+    }
+
+    // The last pod of a namespace leaves: its names are no longer claimed.
+    del(&net, &api, "1.0.0").await.ok();
+    assert_eq!(net.claimed_domains(), ["db.v1", "plant"]);
+    for pod in [&web, &db] {
+        del(&net, pod, "1.0.0").await.ok();
+    }
+    assert!(net.claimed_domains().is_empty());
+    dig_full(&net.gateway, "nosuch.plant", "A");
+    assert!(hole.received().iter().any(|q| q == "nosuch.plant"), "an unclaimed namespace is forwarded again");
+
+    remove_container(&host_pod).await;
+    for pod in [&web, &api, &db] {
+        pod.remove().await;
+    }
+    net.cleanup().await;
+}
+
+/// `cmd sub --help` prints that command's help and exits 0, as every CLI does.
+#[test]
+fn subcommands_print_their_help() {
+    for (args, expected) in [
+        (&["setup", "--help"][..], "Usage: smarter-cni setup"),
+        (&["status", "--help"][..], "Usage: smarter-cni status"),
+        (&["status", "--json", "-h"][..], "Usage: smarter-cni status"),
+        (&["--help"][..], "smarter-cni setup"),
+    ] {
+        let out = run_cli(args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && stdout.contains(expected) && stdout.contains("--config FILE"), "{args:?}: {stdout}");
+    }
+    let out = run_cli(&["setup", "--bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--bogus"));
+}
+
 async fn host_networked_pod(cluster_dns: &str) -> String {
     let docker = docker();
     let created = docker
@@ -232,32 +340,39 @@ async fn loopback_brings_lo_up_and_down_in_a_real_namespace() {
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     assert!(!lo_state().contains("UP,"), "starts down: {}", lo_state());
+    // Exactly as cri-dockerd calls it: the pod's CNI_IFNAME (eth0), its CNI_ARGS, and its
+    // built-in 0.2.0 list.
     let env = |command: &str| {
         vec![
             ("CNI_COMMAND".to_string(), command.to_string()),
             ("CNI_CONTAINERID".to_string(), "lo-test".to_string()),
             ("CNI_NETNS".to_string(), netns.clone()),
-            ("CNI_IFNAME".to_string(), "lo".to_string()),
+            ("CNI_IFNAME".to_string(), "eth0".to_string()),
+            ("CNI_ARGS".to_string(), "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=lo-0;K8S_POD_INFRA_CONTAINER_ID=lo-test".to_string()),
             ("CNI_PATH".to_string(), "/opt/cni/bin".to_string()),
         ]
     };
-    let conf = br#"{"cniVersion":"1.0.0","name":"cni-loopback","type":"loopback"}"#;
+    let conf = CRI_DOCKERD_LOOPBACK_CONF.as_bytes();
     let out = run_plugin_as(Some("loopback"), &env("ADD"), conf);
-    let doc = out.ok().json();
-    assert_eq!(doc["interfaces"][0]["name"], "lo");
-    assert_eq!(doc["ips"][0]["address"], "127.0.0.1/8");
+    assert_eq!(out.ok().json()["ip4"]["ip"], "127.0.0.1/8");
     assert!(lo_state().contains("UP,"), "up after ADD: {}", lo_state());
-    run_plugin_as(Some("loopback"), &env("CHECK"), conf).ok();
     run_plugin_as(Some("loopback"), &env("DEL"), conf).ok();
     assert!(!lo_state().contains("UP,"), "down after DEL: {}", lo_state());
-    let out = run_plugin_as(Some("loopback"), &env("CHECK"), conf);
-    assert_eq!(out.error_code(), 101);
-    // Legacy result shape too.
-    let legacy = run_plugin_as(Some("loopback"), &env("ADD"), br#"{"cniVersion":"0.2.0","name":"lo","type":"loopback"}"#);
-    assert_eq!(legacy.ok().json()["ip4"]["ip"], "127.0.0.1/8");
+    // CHECK (0.4.0+, which cri-dockerd never calls) and the current result shape.
+    let current = br#"{"cniVersion":"1.0.0","name":"cni-loopback","type":"loopback"}"#;
+    let doc = run_plugin_as(Some("loopback"), &env("ADD"), current).ok().json();
+    assert_eq!(doc["interfaces"][0]["name"], "lo");
+    assert_eq!(doc["ips"][0]["address"], "127.0.0.1/8");
+    run_plugin_as(Some("loopback"), &env("CHECK"), current).ok();
+    run_plugin_as(Some("loopback"), &env("DEL"), current).ok();
+    assert_eq!(run_plugin_as(Some("loopback"), &env("CHECK"), current).error_code(), 101);
     Command::new("ip").args(["netns", "del", &ns]).status().unwrap();
     // The namespace is gone: DEL still succeeds.
     run_plugin_as(Some("loopback"), &env("DEL"), conf).ok();
+    // A pod name Kubernetes accepts but DNS cannot carry never fails loopback.
+    let mut long = env("DEL");
+    long[4].1 = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={}-0;K8S_POD_INFRA_CONTAINER_ID=lo-test", "a".repeat(70));
+    run_plugin_as(Some("loopback"), &long, conf).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

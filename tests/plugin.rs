@@ -121,6 +121,92 @@ async fn del_is_idempotent_and_works_without_netns() {
     net.cleanup().await;
 }
 
+/// Pod names Kubernetes accepts but DNS cannot carry: a 70-character part, and 253
+/// characters (its `<pod>.<namespace>` form is longer than any DNS name). Both attach with
+/// the names that are valid, through loopback and smarter-cni as cri-dockerd calls them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_names_that_are_not_dns_names_attach_with_their_valid_names() {
+    let net = TestNet::new("longname");
+    let peer = Sandbox::start("peer-0", "default", "peer", CLUSTER_DNS).await;
+    add(&net, &peer, "1.0.0").await.ok();
+    let long_part = format!("{}-0", "a".repeat(70));
+    let longest = format!("{}.{}.{}.{}", "b".repeat(63), "c".repeat(63), "d".repeat(63), "e".repeat(61));
+    assert_eq!(longest.len(), 253);
+    for pod_name in [long_part, longest] {
+        let hostname = kubelet_hostname(&pod_name);
+        assert_eq!(hostname.len(), 63);
+        let pod = Sandbox::start(&pod_name, "default", &hostname, CLUSTER_DNS).await;
+        pod.loopback("ADD").await.ok();
+        let out = add(&net, &pod, "1.0.0").await;
+        let ip = result_ip(&out.ok().json());
+        assert!(out.stderr.contains("skipped names that cannot be DNS names"), "{}", out.stderr);
+
+        assert!(resolves_to(&peer, &hostname, &ip).await, "peer resolves {hostname}");
+        let registered: Vec<String> = std::fs::read_to_string(net.record_path(&pod.id))
+            .unwrap()
+            .lines()
+            .find(|l| !l.starts_with('#'))
+            .map(|l| l.split_whitespace().skip(1).map(str::to_string).collect())
+            .unwrap_or_default();
+        let endpoint = pod.endpoints().await.remove(&net.name).expect("attached");
+        let aliases = endpoint.aliases.unwrap_or_default();
+        for name in registered.iter().chain(&aliases) {
+            assert!(name.len() <= 253 && name.split('.').all(|l| l.len() <= 63), "overlong name registered: {name}");
+        }
+        assert!(registered.contains(&hostname), "{registered:?}");
+        let with_namespace = format!("{pod_name}.default");
+        assert!(!registered.contains(&with_namespace) && !aliases.contains(&with_namespace));
+        // The 253-character name is a DNS name itself; the 70-character part is not.
+        assert_eq!(registered.contains(&pod_name), pod_name.split('.').all(|l| l.len() <= 63), "{registered:?}");
+
+        for _ in 0..2 {
+            del(&net, &pod, "1.0.0").await.ok();
+            pod.loopback("DEL").await.ok();
+        }
+        assert!(!pod.endpoints().await.contains_key(&net.name));
+        assert!(!net.record_path(&pod.id).exists());
+        pod.remove().await;
+    }
+    del(&net, &peer, "1.0.0").await.ok();
+    peer.remove().await;
+    net.cleanup().await;
+}
+
+/// DEL needs only the container ID (and the netns when there is one): no `CNI_ARGS` value
+/// can make a teardown fail, so the kubelet never sticks a pod in Terminating over one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn del_never_fails_over_the_shape_of_cni_args() {
+    let net = TestNet::new("delargs");
+    let pod = Sandbox::start("delargs-1", "default", "delargs", CLUSTER_DNS).await;
+    let odd_args = [
+        // What a newer runtime might add under IgnoreUnknown: spaces, slashes, UTF-8.
+        format!("{};K8S_POD_UID=1b4e-28ba;io.kubernetes.cri.annotation=a b/c?\u{e9}", pod.cni_args()),
+        // Values ADD would refuse, in keys it uses; and no IgnoreUnknown at all.
+        format!("K8S_POD_NAMESPACE=Default;K8S_POD_NAME=x y;K8S_POD_INFRA_CONTAINER_ID=../{};Extra=1;junk", pod.id),
+    ];
+    for args in odd_args {
+        add(&net, &pod, "1.0.0").await.ok();
+        let mut env = pod.env("DEL");
+        env.retain(|(k, _)| k != "CNI_ARGS" && k != "CNI_IFNAME");
+        env.push(("CNI_ARGS".into(), args.clone()));
+        let out = plugin(env.clone(), net.config("1.0.0").to_string().into_bytes()).await;
+        out.ok();
+        assert!(!pod.endpoints().await.contains_key(&net.name), "detached with CNI_ARGS {args:?}");
+        assert!(!net.record_path(&pod.id).exists());
+        assert!(out.stderr.contains("DEL") && out.stderr.contains("ignored="), "{}", out.stderr);
+        plugin(env, net.config("1.0.0").to_string().into_bytes()).await.ok();
+    }
+    // The same CNI_ARGS on ADD are refused where a value is used, and change nothing.
+    let mut env = pod.env("ADD");
+    env.retain(|(k, _)| k != "CNI_ARGS");
+    env.push(("CNI_ARGS".into(), "IgnoreUnknown=1;K8S_POD_NAME=x y".into()));
+    assert_eq!(plugin(env, net.config("1.0.0").to_string().into_bytes()).await.error_code(), 4);
+    assert!(!pod.endpoints().await.contains_key(&net.name));
+    assert!(net.records().is_empty());
+    pod.remove().await;
+    net.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn del_with_empty_netns_still_detaches_a_live_sandbox() {
     let net = TestNet::new("delnons");

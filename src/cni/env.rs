@@ -1,7 +1,7 @@
 //! The CNI environment variables, read once and validated before anything is touched.
 
 use super::error::CniError;
-use crate::dns::names::{is_dns_label, is_dns_name};
+use crate::dns::names::{is_dns_label, is_rfc1123_subdomain};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
@@ -53,10 +53,14 @@ pub struct CniArgs {
     pub pod_name: Option<String>,
     pub pod_namespace: Option<String>,
     pub pod_infra_container_id: Option<String>,
+    /// What a lenient parse left out, each with the reason (for the call's log line).
+    pub ignored: Vec<String>,
 }
 
-/// The longest `CNI_ARGS` accepted; real runtimes send a few hundred bytes.
+/// The longest `CNI_ARGS` ADD accepts; real runtimes send a few hundred bytes.
 const MAX_CNI_ARGS_LEN: usize = 4096;
+/// How much of a rejected value a message quotes.
+const QUOTE_LEN: usize = 80;
 
 impl CniArgs {
     /// `<namespace>/<pod>` (or just the pod) for logs and records.
@@ -68,56 +72,78 @@ impl CniArgs {
         }
     }
 
-    /// Parses `K=V;K=V`. Unknown keys are an error unless `IgnoreUnknown=1` (as libcni's
-    /// reference plugins do); Kubernetes values must have Kubernetes' own shape, so nothing
-    /// hostile can reach a DNS record or a Docker API path.
+    /// ADD's parse of `K=V;K=V`: a value this plugin uses must have Kubernetes' own shape
+    /// (it ends up in a DNS record, a Docker API path, a log line), so anything else is an
+    /// error. Unknown keys are an error unless `IgnoreUnknown=1` (as libcni's reference
+    /// plugins do), and then ignored whatever they contain.
     pub fn parse(text: &str) -> Result<CniArgs, CniError> {
-        if text.len() > MAX_CNI_ARGS_LEN {
-            return Err(CniError::invalid_env(format!(
-                "CNI_ARGS is {} bytes long, more than the {MAX_CNI_ARGS_LEN} accepted",
-                text.len()
-            )));
+        let (args, problems) = Self::scan(text);
+        match problems.into_iter().next() {
+            Some(problem) => Err(CniError::invalid_env(problem)),
+            None => Ok(args),
         }
-        if let Some(bad) = text.chars().find(|c| !c.is_ascii_graphic()) {
-            return Err(CniError::invalid_env(format!(
-                "CNI_ARGS contains the character {bad:?}; only printable ASCII without spaces is accepted"
-            )));
-        }
+    }
+
+    /// The parse of every other verb: teardown and checks must never fail over the shape of
+    /// an argument, so what does not pass is left out and listed in `ignored`.
+    pub fn parse_lenient(text: &str) -> CniArgs {
+        let (mut args, problems) = Self::scan(text);
+        args.ignored = problems;
+        args
+    }
+
+    /// Every entry, with a problem for each that ADD would refuse.
+    fn scan(text: &str) -> (CniArgs, Vec<String>) {
         let mut args = CniArgs::default();
+        let mut problems = Vec::new();
+        if text.len() > MAX_CNI_ARGS_LEN {
+            problems.push(format!("CNI_ARGS is {} bytes long, more than the {MAX_CNI_ARGS_LEN} accepted", text.len()));
+        }
         let mut ignore_unknown = false;
         let mut unknown = Vec::new();
         for pair in text.split(';').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').ok_or_else(|| {
-                CniError::invalid_env(format!("CNI_ARGS entry {pair:?} is not of the form KEY=VALUE"))
-            })?;
-            match key {
-                "IgnoreUnknown" => ignore_unknown = matches!(value, "1" | "true" | "True"),
-                "K8S_POD_NAME" => args.pod_name = Some(checked_k8s_value(key, value, is_dns_name)?),
-                "K8S_POD_NAMESPACE" => {
-                    args.pod_namespace = Some(checked_k8s_value(key, value, is_dns_label)?)
+            let Some((key, value)) = pair.split_once('=') else {
+                problems.push(format!("CNI_ARGS entry {} is not of the form KEY=VALUE", quote(pair)));
+                continue;
+            };
+            let (slot, valid, what): (&mut Option<String>, fn(&str) -> bool, &str) = match key {
+                "IgnoreUnknown" => {
+                    ignore_unknown = matches!(value, "1" | "true" | "True");
+                    continue;
                 }
-                "K8S_POD_INFRA_CONTAINER_ID" => {
-                    args.pod_infra_container_id = Some(checked_k8s_value(key, value, is_container_id)?)
+                "K8S_POD_NAME" => (&mut args.pod_name, is_rfc1123_subdomain, "a Kubernetes pod name"),
+                "K8S_POD_NAMESPACE" => (&mut args.pod_namespace, is_dns_label, "a Kubernetes namespace"),
+                "K8S_POD_INFRA_CONTAINER_ID" => (&mut args.pod_infra_container_id, is_container_id, "a container ID"),
+                "" => {
+                    problems.push(format!("CNI_ARGS entry {} has an empty key", quote(pair)));
+                    continue;
                 }
-                "K8S_POD_UID" => {}
-                "" => return Err(CniError::invalid_env(format!("CNI_ARGS entry {pair:?} has an empty key"))),
-                other => unknown.push(other.to_string()),
+                // Passed by containerd and read by nobody here.
+                "K8S_POD_UID" => continue,
+                other => {
+                    unknown.push(other.to_string());
+                    continue;
+                }
+            };
+            if valid(value) {
+                *slot = Some(value.to_string());
+            } else {
+                problems.push(format!("CNI_ARGS {key}={} is not {what}", quote(value)));
             }
         }
         if !unknown.is_empty() && !ignore_unknown {
-            return Err(CniError::invalid_env(format!(
-                "CNI_ARGS has unknown keys {unknown:?}; add IgnoreUnknown=1 to pass them"
-            )));
+            let keys: Vec<String> = unknown.iter().map(|k| quote(k)).collect();
+            problems.push(format!("CNI_ARGS has unknown keys [{}]; add IgnoreUnknown=1 to pass them", keys.join(", ")));
         }
-        Ok(args)
+        (args, problems)
     }
 }
 
-fn checked_k8s_value(key: &str, value: &str, valid: fn(&str) -> bool) -> Result<String, CniError> {
-    if valid(value) {
-        Ok(value.to_string())
-    } else {
-        Err(CniError::invalid_env(format!("CNI_ARGS {key}={value:?} is not a valid value for {key}")))
+/// A value for a message: escaped (never a raw newline in a log line) and cut short.
+fn quote(text: &str) -> String {
+    match text.char_indices().nth(QUOTE_LEN) {
+        Some((cut, _)) => format!("{:?}... ({} bytes)", &text[..cut], text.len()),
+        None => format!("{text:?}"),
     }
 }
 
@@ -144,7 +170,9 @@ pub struct CniEnv {
 
 impl CniEnv {
     /// Reads and validates the variables `command` needs, from any lookup (the process
-    /// environment in production, a map in tests).
+    /// environment in production, a map in tests). DEL needs only `CNI_CONTAINERID` (and
+    /// the netns when there is one): whatever else is wrong with its environment is left
+    /// out and noted in `args.ignored`, so a teardown always makes progress.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<CniEnv, CniError> {
         let command_text = lookup("CNI_COMMAND")
             .ok_or_else(|| CniError::invalid_env("CNI_COMMAND is not set"))?;
@@ -167,21 +195,48 @@ impl CniEnv {
         env.container_id = required("CNI_CONTAINERID")?;
         if !is_container_id(&env.container_id) {
             return Err(CniError::invalid_env(format!(
-                "CNI_CONTAINERID={:?} is not a valid container ID (letters, digits, '_', '.', '-')",
-                env.container_id
+                "CNI_CONTAINERID={} is not a valid container ID (letters, digits, '_', '.', '-')",
+                quote(&env.container_id)
             )));
         }
-        env.ifname = required("CNI_IFNAME")?;
-        if !is_interface_name(&env.ifname) {
-            return Err(CniError::invalid_env(format!("CNI_IFNAME={:?} is not a valid interface name", env.ifname)));
-        }
-        if command != Command::Del {
+        let args_text = lookup("CNI_ARGS").unwrap_or_default();
+        let mut ignored = Vec::new();
+        let ifname = lookup("CNI_IFNAME").unwrap_or_default();
+        let ifname_problem = if ifname.is_empty() {
+            Some(format!("CNI_IFNAME is required for {command_text} but not set"))
+        } else if !is_interface_name(&ifname) {
+            Some(format!("CNI_IFNAME={} is not a valid interface name", quote(&ifname)))
+        } else {
+            None
+        };
+        let netns_problem = (!env.netns.is_empty() && !env.netns.starts_with('/'))
+            .then(|| format!("CNI_NETNS={} is not an absolute path", quote(&env.netns)));
+        if command == Command::Del {
+            ignored.extend(ifname_problem);
+            if let Some(problem) = netns_problem {
+                ignored.push(problem);
+                env.netns.clear();
+            }
+            if ifname.is_empty() || is_interface_name(&ifname) {
+                env.ifname = ifname;
+            }
+            env.args = CniArgs::parse_lenient(&args_text);
+        } else {
+            if let Some(problem) = ifname_problem {
+                return Err(CniError::invalid_env(problem));
+            }
+            env.ifname = ifname;
             required("CNI_NETNS")?;
+            if let Some(problem) = netns_problem {
+                return Err(CniError::invalid_env(problem));
+            }
+            env.args = match command {
+                Command::Add => CniArgs::parse(&args_text)?,
+                _ => CniArgs::parse_lenient(&args_text),
+            };
         }
-        if !env.netns.is_empty() && !env.netns.starts_with('/') {
-            return Err(CniError::invalid_env(format!("CNI_NETNS={:?} is not an absolute path", env.netns)));
-        }
-        env.args = CniArgs::parse(&lookup("CNI_ARGS").unwrap_or_default())?;
+        ignored.append(&mut env.args.ignored);
+        env.args.ignored = ignored;
         Ok(env)
     }
 
@@ -269,6 +324,65 @@ mod tests {
         }
         assert!(CniArgs::parse(&"K8S_POD_NAME=a;".repeat(400)).is_err());
         assert!(CniArgs::parse("IgnoreUnknown=1;Other=x").is_ok());
+    }
+
+    #[test]
+    fn every_pod_name_kubernetes_accepts_is_accepted() {
+        let long_part = format!("{}-0", "a".repeat(70));
+        let longest = format!("{}.{}.{}.{}", "a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61));
+        assert_eq!(longest.len(), 253);
+        for pod in [long_part.as_str(), longest.as_str(), "web.v1"] {
+            let args = CniArgs::parse(&format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod}")).unwrap();
+            assert_eq!(args.pod_name.as_deref(), Some(pod));
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_ignored_whatever_they_contain() {
+        let args = CniArgs::parse("IgnoreUnknown=1;K8S_POD_NAME=web-0;io.kubernetes.x=a b\tc;Weird\nKey=\u{e9}").unwrap();
+        assert_eq!(args.pod_name.as_deref(), Some("web-0"));
+        assert!(args.ignored.is_empty());
+    }
+
+    #[test]
+    fn del_needs_only_the_container_id() {
+        let env = env_of(&[
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "abc"),
+            ("CNI_NETNS", "relative/ns"),
+            ("CNI_ARGS", "K8S_POD_NAME=Bad Name;K8S_POD_NAMESPACE=default;K8S_POD_INFRA_CONTAINER_ID=../x;Extra=1;junk"),
+        ])
+        .unwrap();
+        assert_eq!(env.container_id, "abc");
+        assert!(env.netns.is_empty(), "an unusable netns is dropped, not an error");
+        assert_eq!(env.args.pod_name, None);
+        assert_eq!(env.args.pod_infra_container_id, None);
+        assert_eq!(env.args.pod_namespace.as_deref(), Some("default"));
+        let ignored = env.args.ignored.join("\n");
+        for mentioned in ["CNI_IFNAME", "CNI_NETNS", "K8S_POD_NAME", "K8S_POD_INFRA_CONTAINER_ID", "junk", "Extra"] {
+            assert!(ignored.contains(mentioned), "{mentioned} not in {ignored}");
+        }
+        assert!(!ignored.contains('\n') || ignored.lines().all(|l| !l.is_empty()));
+        // Without the container ID there is nothing to tear down.
+        assert_eq!(env_of(&[("CNI_COMMAND", "DEL"), ("CNI_IFNAME", "eth0")]).unwrap_err().code, 4);
+    }
+
+    #[test]
+    fn check_ignores_odd_arguments_add_refuses_them() {
+        let mut pairs = ADD_ENV.to_vec();
+        pairs[4] = ("CNI_ARGS", "K8S_POD_NAME=Web;K8S_POD_NAMESPACE=default");
+        assert_eq!(env_of(&pairs).unwrap_err().code, 4);
+        pairs[0] = ("CNI_COMMAND", "CHECK");
+        let env = env_of(&pairs).unwrap();
+        assert_eq!(env.args.pod_name, None);
+        assert_eq!(env.args.ignored.len(), 1);
+    }
+
+    #[test]
+    fn messages_quote_values_escaped_and_short() {
+        let err = CniArgs::parse(&format!("K8S_POD_NAME=x\n{}", "y".repeat(500))).unwrap_err();
+        assert!(!err.msg.contains('\n'), "{}", err.msg);
+        assert!(err.msg.len() < 200, "{}", err.msg);
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct Report {
     pub command: Option<Command>,
     pub container_id: String,
     pub pod: Option<String>,
+    /// Environment entries a lenient verb left out, with the reason.
+    pub ignored: Vec<String>,
     pub outcome: Result<(), CniError>,
     pub elapsed: Duration,
 }
@@ -62,6 +64,7 @@ pub fn run(
         command: None,
         container_id: String::new(),
         pod: None,
+        ignored: Vec::new(),
         outcome: Ok(()),
         elapsed: Duration::ZERO,
     };
@@ -89,12 +92,14 @@ fn dispatch(
     report: &mut Report,
     reply_version: &mut String,
 ) -> Result<Option<String>, CniError> {
+    // The log line names the command even when another variable is what is wrong.
+    report.command = lookup("CNI_COMMAND").and_then(|text| Command::parse(&text).ok());
     let env = CniEnv::from_lookup(lookup);
     let stdin_bytes = read_stdin(stdin);
     if let Ok(env) = &env {
-        report.command = Some(env.command);
         report.container_id = env.container_id.clone();
         report.pod = env.args.pod_ref();
+        report.ignored.clone_from(&env.args.ignored);
         if env.command == Command::Version {
             let requested = stdin_bytes
                 .ok()
@@ -282,6 +287,30 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(doc["cniVersion"], "0.4.0");
         assert_eq!(doc["code"], code::ATTACHMENT_MISMATCH);
+    }
+
+    #[test]
+    fn report_names_the_command_when_another_variable_is_invalid() {
+        let plugin = Recorder::default();
+        let env = &[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "../x"), ("CNI_NETNS", "/x"), ("CNI_IFNAME", "eth0")];
+        let (report, _) = invoke(&plugin, env, br#"{"cniVersion":"1.0.0","name":"n"}"#);
+        assert_eq!(report.command, Some(Command::Add));
+        assert_eq!(report.outcome.unwrap_err().code, code::INVALID_ENVIRONMENT);
+    }
+
+    #[test]
+    fn del_with_odd_arguments_runs_and_reports_what_it_ignored() {
+        let plugin = Recorder::default();
+        let env = &[
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "c"),
+            ("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAME=Not_A_Pod;Other=a b"),
+        ];
+        let (report, out) = invoke(&plugin, env, br#"{"cniVersion":"1.0.0","name":"n"}"#);
+        assert_eq!(report.exit_code(), 0, "{out}");
+        assert_eq!(*plugin.calls.borrow(), vec!["del"]);
+        assert!(report.ignored.iter().any(|i| i.contains("K8S_POD_NAME")), "{:?}", report.ignored);
+        assert!(report.ignored.iter().any(|i| i.contains("CNI_IFNAME")), "{:?}", report.ignored);
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! DNS: the names a pod gets, the record files node DNS serves, and the pod's resolv.conf.
+//! DNS: the names a pod gets, the record files node DNS serves, the names node DNS answers
+//! itself, and the pod's resolv.conf.
 
+pub mod domains;
 pub mod names;
 pub mod query;
 pub mod records;

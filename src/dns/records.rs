@@ -32,6 +32,11 @@ pub struct Record {
 }
 
 impl Record {
+    /// The pod's namespace, from `pod=<namespace>/<pod>`.
+    pub fn namespace(&self) -> Option<&str> {
+        self.pod.as_deref()?.split_once('/').map(|(ns, _)| ns)
+    }
+
     fn render(&self) -> String {
         let mut text = format!("{HEADER} container={} address={}", self.container, self.address);
         if let Some(pod) = &self.pod {

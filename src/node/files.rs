@@ -56,6 +56,10 @@ pub fn first_unreadable_for_others(dir: &Path) -> Option<PathBuf> {
 pub struct DnsmasqSettings {
     pub listen_addresses: Vec<String>,
     pub hostsdirs: Vec<String>,
+    pub servers_files: Vec<String>,
+    pub pid_files: Vec<String>,
+    /// `local=//`: names without a dot are answered locally, whatever their type.
+    pub local_unqualified: bool,
 }
 
 pub fn read_dnsmasq_settings(path: &Path) -> io::Result<DnsmasqSettings> {
@@ -65,6 +69,9 @@ pub fn read_dnsmasq_settings(path: &Path) -> io::Result<DnsmasqSettings> {
         match key.trim() {
             "listen-address" => settings.listen_addresses.extend(value.split(',').map(|v| v.trim().to_string())),
             "hostsdir" => settings.hostsdirs.push(value.trim().to_string()),
+            "servers-file" => settings.servers_files.push(value.trim().to_string()),
+            "pid-file" => settings.pid_files.push(value.trim().to_string()),
+            "local" | "server" if value.trim() == "//" => settings.local_unqualified = true,
             _ => {}
         }
     }
@@ -82,6 +89,9 @@ mod tests {
         let (_, config) = super::super::load_config(&root.join("etc/cni/net.d/10-smarter-cni.conflist")).unwrap();
         assert_eq!(settings.listen_addresses, vec![config.dns.address.to_string()]);
         assert_eq!(settings.hostsdirs, vec![config.dns.records_dir.display().to_string()]);
+        assert_eq!(settings.servers_files, vec![config.dns.domains_file.display().to_string()]);
+        assert_eq!(settings.pid_files, vec![config.dns.pid_file.display().to_string()]);
+        assert!(settings.local_unqualified);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use super::{dns_service, files, load_config, NodePaths};
 use crate::config::{DnsMode, PluginConfig};
+use crate::dns::domains::Update;
 use crate::dns::records::RecordStore;
 use crate::docker::Engine;
 use crate::network;
@@ -65,6 +66,12 @@ pub fn run(paths: &NodePaths) -> Report {
         match RecordStore::new(&config.dns.records_dir).ensure_dirs() {
             Ok(()) => report.add(Level::Ok, format!("DNS records folder {}", config.dns.records_dir.display())),
             Err(e) => report.add(Level::Error, format!("cannot create {}: {e}", config.dns.records_dir.display())),
+        }
+        let file = config.dns.domains_file.display();
+        match crate::plugin::refresh_pod_domains(&config) {
+            Ok(Update::Unchanged) => report.add(Level::Ok, format!("node DNS pod domains {file}")),
+            Ok(Update::Rewritten { .. }) => report.add(Level::Changed, format!("node DNS pod domains {file} (from the records)")),
+            Err(e) => report.add(Level::Error, format!("cannot write node DNS pod domains {file}: {e}")),
         }
     }
     println!(

@@ -3,9 +3,10 @@
 
 use super::{dns_service, files, load_config, NodePaths};
 use crate::config::{DnsMode, PluginConfig};
+use crate::dns::domains::{self, DomainsFile};
 use crate::dns::query::Answer;
 use crate::dns::records::{Record, RecordStore};
-use crate::docker::{Container, Engine};
+use crate::docker::{Container, Engine, PortMapping};
 use crate::network;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -28,6 +29,8 @@ pub struct PodRow {
     pub names: Vec<String>,
     pub record: bool,
     pub resolves: bool,
+    /// The hostPorts Docker publishes for the pod's sandbox.
+    pub ports: Vec<PortMapping>,
 }
 
 impl Status {
@@ -70,6 +73,9 @@ impl Status {
                 "namespace": p.namespace, "pod": p.pod,
                 "ip": p.address.map(|a| a.to_string()), "names": p.names,
                 "record": p.record, "resolves": p.resolves,
+                "ports": p.ports.iter().map(|m| json!({
+                    "hostIP": m.host_ip, "hostPort": m.host_port, "containerPort": m.container_port, "protocol": m.protocol,
+                })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "problems": self.problems.iter().map(|(what, fix)| json!({"problem": what, "fix": fix})).collect::<Vec<_>>(),
         })
@@ -82,15 +88,21 @@ impl Status {
         }
         out.push_str(&format!("pods          {}\n", self.pods.len()));
         if !self.pods.is_empty() {
-            out.push_str(&format!("  {:<12} {:<24} {:<15} {:<6} {:<8} NAMES\n", "NAMESPACE", "POD", "IP", "RECORD", "RESOLVES"));
-            for p in &self.pods {
+            let ports: Vec<String> = self.pods.iter().map(|p| ports_text(&p.ports)).collect();
+            let width = ports.iter().map(String::len).max().unwrap_or(0).max("PORTS".len());
+            out.push_str(&format!(
+                "  {:<12} {:<24} {:<15} {:<6} {:<8} {:<width$} NAMES\n",
+                "NAMESPACE", "POD", "IP", "RECORD", "RESOLVES", "PORTS"
+            ));
+            for (p, ports) in self.pods.iter().zip(&ports) {
                 out.push_str(&format!(
-                    "  {:<12} {:<24} {:<15} {:<6} {:<8} {}\n",
+                    "  {:<12} {:<24} {:<15} {:<6} {:<8} {:<width$} {}\n",
                     p.namespace,
                     p.pod,
                     p.address.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
                     if p.record { "yes" } else { "no" },
                     if p.resolves { "yes" } else { "no" },
+                    ports,
                     p.names.join(" ")
                 ));
             }
@@ -218,7 +230,15 @@ async fn pod_rows(engine: &Engine, config: &PluginConfig, attached: &[String]) -
     }
     for record in records.iter().filter(|r| !seen.contains(&r.container)) {
         let (namespace, pod) = split_pod(record.pod.as_deref());
-        rows.push(PodRow { namespace, pod, address: Some(record.address), names: record.names.clone(), record: true, resolves: false });
+        rows.push(PodRow {
+            namespace,
+            pod,
+            address: Some(record.address),
+            names: record.names.clone(),
+            record: true,
+            resolves: false,
+            ports: Vec::new(),
+        });
     }
     rows
 }
@@ -236,7 +256,24 @@ fn row_for(config: &PluginConfig, container: &Container, record: Option<&Record>
         Some(r) => r.names.clone(),
         None => endpoint.map(|e| e.aliases.clone()).unwrap_or_default(),
     };
-    PodRow { namespace, pod, address: endpoint.and_then(|e| e.address), names, record: record.is_some(), resolves: false }
+    PodRow {
+        namespace,
+        pod,
+        address: endpoint.and_then(|e| e.address),
+        names,
+        record: record.is_some(),
+        resolves: false,
+        // From the inspect above: no engine call of its own.
+        ports: container.published_ports.clone(),
+    }
+}
+
+/// The PORTS column: `8080->80/tcp,5353->53/udp`, or `-`. One word, so columns stay columns.
+fn ports_text(ports: &[PortMapping]) -> String {
+    if ports.is_empty() {
+        return "-".into();
+    }
+    ports.iter().map(PortMapping::to_string).collect::<Vec<_>>().join(",")
 }
 
 fn split_pod(pod: Option<&str>) -> (String, String) {
@@ -244,6 +281,47 @@ fn split_pod(pod: Option<&str>) -> (String, String) {
         Some((ns, name)) => (ns.to_string(), name.to_string()),
         None => (String::new(), pod.unwrap_or("").to_string()),
     }
+}
+
+/// The names node DNS keeps on the node: the file must say what the records imply.
+fn check_pod_domains(config: &PluginConfig, status: &mut Status) {
+    let file = DomainsFile::new(&config.dns.domains_file, &config.dns.pid_file);
+    let records = RecordStore::new(&config.dns.records_dir).list().unwrap_or_default();
+    let expected: Vec<String> = domains::claims(&records, config.dns.domain.as_deref()).into_iter().collect();
+    let result = match file.read() {
+        Ok(claimed) if claimed == expected => Ok(format!(
+            "answered on the node: names without a dot{}{}",
+            if claimed.is_empty() { "" } else { ", " },
+            claimed.join(", ")
+        )),
+        Ok(claimed) => Err((
+            format!("{} lists {claimed:?}, but the pods' records need {expected:?}", file.path().display()),
+            "run smarter-cni setup (rewrites it and tells node DNS)".to_string(),
+        )),
+        Err(e) => Err((
+            format!("cannot read {}: {e}; pod names may be forwarded upstream", file.path().display()),
+            "run smarter-cni setup".to_string(),
+        )),
+    };
+    status.check("dns-domains", result);
+}
+
+/// What in dnsmasq's configuration disagrees with the conflist, if anything.
+fn dnsmasq_drift(config: &PluginConfig, settings: &files::DnsmasqSettings) -> Option<String> {
+    let mut drift = Vec::new();
+    let mut want = |key: &str, have: &[String], wanted: String| {
+        if !have.contains(&wanted) {
+            drift.push(format!("{key} is {have:?}, the conflist wants {wanted:?}"));
+        }
+    };
+    want("listen-address", &settings.listen_addresses, config.dns.address.to_string());
+    want("hostsdir", &settings.hostsdirs, config.dns.records_dir.display().to_string());
+    want("servers-file", &settings.servers_files, config.dns.domains_file.display().to_string());
+    want("pid-file", &settings.pid_files, config.dns.pid_file.display().to_string());
+    if !settings.local_unqualified {
+        drift.push("local=// is missing (names without a dot would be forwarded upstream)".to_string());
+    }
+    (!drift.is_empty()).then(|| drift.join("; "))
 }
 
 fn check_node_dns(config: &PluginConfig, paths: &NodePaths, status: &mut Status) {
@@ -258,23 +336,16 @@ fn check_node_dns(config: &PluginConfig, paths: &NodePaths, status: &mut Status)
         };
         status.check("dns-records", result);
         if let Ok(settings) = files::read_dnsmasq_settings(&paths.dnsmasq_config) {
-            let address = config.dns.address.to_string();
-            let dir = config.dns.records_dir.display().to_string();
-            let result = if !settings.listen_addresses.contains(&address) || !settings.hostsdirs.contains(&dir) {
-                Err((
-                    format!(
-                        "{} listens on {:?} and reads {:?}, but the conflist wants {address} and {dir}",
-                        paths.dnsmasq_config.display(),
-                        settings.listen_addresses,
-                        settings.hostsdirs
-                    ),
+            let result = match dnsmasq_drift(config, &settings) {
+                Some(drift) => Err((
+                    format!("{} does not match the conflist: {drift}", paths.dnsmasq_config.display()),
                     format!("edit {} to match, then systemctl restart smarter-cni-dns", paths.dnsmasq_config.display()),
-                ))
-            } else {
-                Ok(format!("{} matches the conflist", paths.dnsmasq_config.display()))
+                )),
+                None => Ok(format!("{} matches the conflist", paths.dnsmasq_config.display())),
             };
             status.check("dns-config", result);
         }
+        check_pod_domains(config, status);
     }
     let answering = dns_service::is_answering(config).map(|()| format!("{} mode, answering at {}:53", config.dns.mode.as_str(), config.dns.address));
     let fix = match config.dns.mode {
@@ -301,4 +372,44 @@ fn check_node_dns(config: &PluginConfig, paths: &NodePaths, status: &mut Status)
         }
     }
     status.problems.extend(problems);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(pod: &str, ports: Vec<PortMapping>) -> PodRow {
+        PodRow {
+            namespace: "default".into(),
+            pod: pod.into(),
+            address: Some(Ipv4Addr::new(172, 38, 0, 2)),
+            names: vec![pod.into()],
+            record: true,
+            resolves: true,
+            ports,
+        }
+    }
+
+    #[test]
+    fn each_pod_lists_its_host_ports_in_the_table_and_the_json() {
+        let dns = PortMapping { host_port: 53, protocol: "udp".into(), host_ip: String::new(), container_port: 5353 };
+        let web = PortMapping { host_port: 8080, protocol: "tcp".into(), host_ip: "192.0.2.7".into(), container_port: 80 };
+        let status = Status { pods: vec![row("gw-dns", vec![dns, web]), row("plain", Vec::new())], ..Status::default() };
+        let text = status.to_text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].contains(" PORTS ") && lines[1].ends_with(" NAMES"), "{text}");
+        assert!(lines[2].contains(" 53->5353/udp,192.0.2.7:8080->80/tcp gw-dns"), "{text}");
+        assert!(lines[3].contains(" -    "), "{text}");
+        assert_eq!(lines[2].find("gw-dns"), lines[3].find("plain"), "NAMES stays a column:\n{text}");
+
+        let json = status.to_json();
+        assert_eq!(
+            json["pods"][0]["ports"],
+            json!([
+                {"hostIP": "", "hostPort": 53, "containerPort": 5353, "protocol": "udp"},
+                {"hostIP": "192.0.2.7", "hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
+            ])
+        );
+        assert_eq!(json["pods"][1]["ports"], json!([]));
+    }
 }

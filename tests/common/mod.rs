@@ -41,7 +41,7 @@ pub async fn docker_negotiated() -> Docker {
 pub fn next_subnet() -> (String, String) {
     static NEXT: AtomicU32 = AtomicU32::new(1);
     let base = std::env::var("SMARTER_CNI_TEST_SUBNET_BASE").unwrap_or_else(|_| "172.30".to_string());
-    let n = NEXT.fetch_add(1, Ordering::SeqCst) + 100 * test_binary_slot();
+    let n = NEXT.fetch_add(1, Ordering::SeqCst) + 60 * test_binary_slot();
     assert!(n < 255, "out of test subnets");
     (format!("{base}.{n}.0/24"), format!("{base}.{n}.1"))
 }
@@ -55,6 +55,8 @@ fn test_binary_slot() -> u32 {
         1
     } else if name.starts_with("cnitool") {
         2
+    } else if name.starts_with("hostport") {
+        3
     } else {
         0
     }
@@ -87,10 +89,28 @@ impl TestNet {
             "subnet": self.subnet,
             "gateway": self.gateway,
             "dockerHost": docker_host(),
-            "dns": { "recordsDir": self.records_dir },
+            "dns": {
+                "recordsDir": self.records_dir,
+                "domainsFile": self.domains_file(),
+                "pidFile": self.records_dir.with_extension("pid"),
+            },
         });
         merge(&mut conf, &self.extra);
         conf
+    }
+
+    /// Node DNS's list of the names it answers itself (dnsmasq `servers-file=`).
+    pub fn domains_file(&self) -> PathBuf {
+        self.records_dir.with_extension("domains")
+    }
+
+    /// The claims in the domains file, e.g. `["default", "api-0.app"]`.
+    pub fn claimed_domains(&self) -> Vec<String> {
+        std::fs::read_to_string(self.domains_file())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| Some(l.strip_prefix("server=/")?.strip_suffix('/')?.to_string()))
+            .collect()
     }
 
     pub fn record_path(&self, container_id: &str) -> PathBuf {
@@ -117,6 +137,9 @@ impl TestNet {
         }
         let _ = std::fs::remove_dir_all(&self.records_dir);
         let _ = std::fs::remove_dir_all(self.records_dir.with_extension("staging"));
+        for extension in ["domains", "domains.lock", "pid"] {
+            let _ = std::fs::remove_file(self.records_dir.with_extension(extension));
+        }
     }
 }
 
@@ -140,6 +163,20 @@ pub fn kubelet_resolv_conf(namespace: &str, cluster_dns: &str) -> String {
     )
 }
 
+/// The hostname the kubelet gives a pod without `spec.hostname`: its name, cut to 63
+/// characters and trimmed of trailing '-' and '.' (kubelet `truncatePodHostnameIfNeeded`).
+pub fn kubelet_hostname(pod: &str) -> String {
+    match pod.get(..63) {
+        Some(cut) if pod.len() > 63 => cut.trim_end_matches(['-', '.']).to_string(),
+        _ => pod.to_string(),
+    }
+}
+
+/// cri-dockerd's built-in loopback network list, `{"cniVersion":"0.2.0","name":
+/// "cni-loopback","plugins":[{"type":"loopback"}]}`, as libcni hands its one plugin the
+/// configuration (list name and version injected, keys sorted by Go's encoder).
+pub const CRI_DOCKERD_LOOPBACK_CONF: &str = r#"{"cniVersion":"0.2.0","name":"cni-loopback","type":"loopback"}"#;
+
 /// A pod sandbox made as cri-dockerd makes one (core/sandbox_run.go): pause-like container,
 /// NetworkMode none, the pod's hostname, cri-dockerd's labels; started; resolv.conf rewritten.
 pub struct Sandbox {
@@ -153,6 +190,12 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub async fn start(pod: &str, namespace: &str, hostname: &str, cluster_dns: &str) -> Sandbox {
+        Self::start_with_ports(pod, namespace, hostname, cluster_dns, &[]).await
+    }
+
+    /// `start`, with the pod's hostPorts set on the sandbox as cri-dockerd sets them (see
+    /// `HostPort` at the end of this file).
+    pub async fn start_with_ports(pod: &str, namespace: &str, hostname: &str, cluster_dns: &str, ports: &[HostPort]) -> Sandbox {
         let docker = docker();
         let unique = format!("k8s_POD_{pod}_{namespace}_{}", std::process::id());
         let labels = HashMap::from([
@@ -165,7 +208,12 @@ impl Sandbox {
             image: Some(TEST_IMAGE.to_string()),
             hostname: Some(hostname.to_string()),
             labels: Some(labels),
-            host_config: Some(HostConfig { network_mode: Some("none".to_string()), ..Default::default() }),
+            exposed_ports: cri_dockerd_exposed_ports(ports),
+            host_config: Some(HostConfig {
+                network_mode: Some("none".to_string()),
+                port_bindings: cri_dockerd_port_bindings(ports),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let _ = docker
@@ -211,6 +259,15 @@ impl Sandbox {
             ("CNI_ARGS".into(), self.cni_args()),
             ("CNI_PATH".into(), "/opt/cni/bin".into()),
         ]
+    }
+
+    /// cri-dockerd's loopback call for this sandbox: the same environment as the pod
+    /// network's (`CNI_IFNAME=eth0` too), its built-in 0.2.0 configuration.
+    pub async fn loopback(&self, command: &str) -> Outcome {
+        let env = self.env(command);
+        tokio::task::spawn_blocking(move || run_plugin_as(Some("loopback"), &env, CRI_DOCKERD_LOOPBACK_CONF.as_bytes()))
+            .await
+            .unwrap()
     }
 
     /// Runs a command inside the sandbox (same netns and resolv.conf as the pod's apps).
@@ -379,4 +436,125 @@ where
 pub fn result_ip(doc: &Value) -> String {
     let cidr = doc["ips"][0]["address"].as_str().or_else(|| doc["ip4"]["ip"].as_str()).expect("result has an address");
     cidr.split('/').next().unwrap().to_string()
+}
+
+// --- Node DNS as shipped: its configuration, an uplink that is down, a node process ------
+
+/// The shipped dnsmasq configuration, edited the way an operator edits it for another
+/// subnet (listen address, records folder, pod domains, pid file) and other upstream
+/// servers: `upstream_port` on 127.0.0.1, or none at all.
+pub fn shipped_node_dns_config(net: &TestNet, upstream_port: Option<u16>) -> String {
+    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/images/rootfs/etc/smarter-cni/dnsmasq.conf")).unwrap();
+    let mut edited = shipped
+        .replace("listen-address=172.38.0.1", &format!("listen-address={}", net.gateway))
+        .replace("hostsdir=/run/smarter-cni/mynet/hosts", &format!("hostsdir={}", net.records_dir.display()))
+        .replace("servers-file=/run/smarter-cni/mynet/domains", &format!("servers-file={}", net.domains_file().display()))
+        .replace("pid-file=/run/smarter-cni/mynet/dnsmasq.pid", &format!("pid-file={}", net.records_dir.with_extension("pid").display()));
+    for setting in ["listen-address=", "hostsdir=", "servers-file=", "pid-file="] {
+        assert!(!edited.contains(&format!("{setting}/run/smarter-cni/mynet")) && !edited.contains("=172.38.0.1"), "{setting} edited");
+    }
+    edited.push_str("no-resolv\n");
+    if let Some(port) = upstream_port {
+        edited.push_str(&format!("server=127.0.0.1#{port}\n"));
+    }
+    edited
+}
+
+/// Stands in for an uplink that is down: a UDP socket on loopback that never answers and
+/// keeps the name of every query that reaches it.
+pub struct BlackHole {
+    pub port: u16,
+    received: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BlackHole {
+    pub fn start() -> BlackHole {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (log, done) = (received.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok((len, _)) = socket.recv_from(&mut buf) {
+                    log.lock().unwrap().push(query_name(&buf[..len]));
+                }
+            }
+        });
+        BlackHole { port, received, stop, thread: Some(thread) }
+    }
+
+    pub fn received(&self) -> Vec<String> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The question name of a DNS query, lower-cased (dnsmasq may randomise case).
+fn query_name(packet: &[u8]) -> String {
+    let mut labels = Vec::new();
+    let mut at = 12;
+    while let Some(&len) = packet.get(at) {
+        if len == 0 || at + 1 + len as usize > packet.len() {
+            break;
+        }
+        labels.push(String::from_utf8_lossy(&packet[at + 1..at + 1 + len as usize]).to_ascii_lowercase());
+        at += 1 + len as usize;
+    }
+    labels.join(".")
+}
+
+/// `getent ahosts` (glibc: A and AAAA in parallel) as a node process whose resolv.conf
+/// names node DNS: run in a private mount namespace with that file bound over
+/// /etc/resolv.conf, so the machine's own file is never touched.
+pub fn node_process_getent(resolv_conf: &Path, name: &str) -> (bool, String) {
+    let script = format!("mount --bind {} /etc/resolv.conf && exec getent ahosts {name}", resolv_conf.display());
+    let out = Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+
+// ---------------------------------------------------------------------------------------
+// hostPort (tests/hostport.rs): sandboxes with the pod's hostPorts, shaped as cri-dockerd
+// shapes them.
+// ---------------------------------------------------------------------------------------
+
+/// One `ports[]` entry of a pod spec that sets `hostPort` (no `hostIP`, as most pods).
+#[derive(Debug, Clone, Copy)]
+pub struct HostPort {
+    pub host_port: u16,
+    pub container_port: u16,
+    /// "tcp" or "udp".
+    pub protocol: &'static str,
+}
+
+/// `Config.ExposedPorts` as cri-dockerd's `libdocker.MakePortsAndBindings` sets it:
+/// `{"<containerPort>/<protocol>": {}}`. `None` without ports, as for a pod without them.
+fn cri_dockerd_exposed_ports(ports: &[HostPort]) -> Option<Vec<String>> {
+    let keys: Vec<String> = ports.iter().map(|p| format!("{}/{}", p.container_port, p.protocol)).collect();
+    (!keys.is_empty()).then_some(keys)
+}
+
+/// `HostConfig.PortBindings` as `MakePortsAndBindings` sets them:
+/// `{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}` (HostIp is the pod's hostIP, empty when
+/// unset; the port is a string; several host ports of one container port are appended).
+fn cri_dockerd_port_bindings(ports: &[HostPort]) -> Option<bollard::models::PortMap> {
+    let mut map = bollard::models::PortMap::new();
+    for p in ports {
+        let binding = bollard::models::PortBinding { host_ip: Some(String::new()), host_port: Some(p.host_port.to_string()) };
+        map.entry(format!("{}/{}", p.container_port, p.protocol)).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(binding);
+    }
+    (!map.is_empty()).then_some(map)
 }

@@ -62,7 +62,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-install_tools rpm:rpm rpmbuild:rpm strace:strace jq:jq dnsmasq:dnsmasq-base dig:bind9-dnsutils
+install_tools rpm:rpm rpmbuild:rpm cpio:cpio strace:strace jq:jq dnsmasq:dnsmasq-base dig:bind9-dnsutils
 
 # ------------------------------------------------------------------ scriptlets
 log "scriptlets rendered from $(basename "$RECIPE")"

@@ -72,11 +72,11 @@ node_setup() {
   jq --arg host "$D26_HOST" --arg net "$NET" --arg subnet "$SUBNET" --arg gw "$GATEWAY" \
     '.name = $net | .plugins[0] += {network: $net, subnet: $subnet, gateway: $gw, dockerHost: $host}' \
     "$REPO/images/rootfs/etc/cni/net.d/10-smarter-cni.conflist" >"$T/net.d/10-smarter-cni.conflist"
-  sed -e "s|^listen-address=.*|listen-address=$GATEWAY|" -e "s|^hostsdir=.*|hostsdir=/run/smarter-cni/$NET/hosts|" \
+  sed -e "s|^listen-address=.*|listen-address=$GATEWAY|" -e "s|/run/smarter-cni/mynet/|/run/smarter-cni/$NET/|" \
     "$REPO/images/rootfs/etc/smarter-cni/dnsmasq.conf" >"$T/dnsmasq.conf"
   export SMARTER_CNI_CONFIG=$T/net.d/10-smarter-cni.conflist SMARTER_CNI_DNSMASQ_CONFIG=$T/dnsmasq.conf
   CONF=$(jq -c '.plugins[0] + {cniVersion, name}' "$SMARTER_CNI_CONFIG")
-  LO_CONF='{"cniVersion":"1.0.0","name":"cni-loopback","type":"loopback"}'
+  LO_CONF='{"cniVersion":"0.2.0","name":"cni-loopback","type":"loopback"}' # cri-dockerd's built-in list
 }
 remove_test_pods() {
   local ids
@@ -112,10 +112,8 @@ healthy() { "$BIN" status --config "$SMARTER_CNI_CONFIG" --dnsmasq-config "$SMAR
 # ------------------------------------------------------------------ pods
 # One CNI call the way cri-dockerd makes it: env + config on stdin; the result on
 # stdout, the plugin's log line (stderr: no syslog here) to $WORK/plugin.log.
-cni() { # command plugin id netns pod config
-  local ifname=eth0
-  [ "$2" = loopback ] && ifname=lo
-  CNI_COMMAND=$1 CNI_CONTAINERID=$3 CNI_NETNS=$4 CNI_IFNAME=$ifname CNI_PATH=$CNI_DIR \
+cni() { # command plugin id netns pod config (cri-dockerd passes eth0 to loopback too)
+  CNI_COMMAND=$1 CNI_CONTAINERID=$3 CNI_NETNS=$4 CNI_IFNAME=eth0 CNI_PATH=$CNI_DIR \
     CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$5;K8S_POD_INFRA_CONTAINER_ID=$3" \
     "$CNI_DIR/$2" <<<"$6" 2>>"$WORK/plugin.log"
 }
