@@ -132,8 +132,12 @@ verify_units() { # <unit>...: systemd-analyze verify in a scratch root, warnings
 	local root="${WORK}/unitroot" out
 	mkdir -p "${root}/usr/lib/systemd"
 	cp -a /usr/lib/systemd/system "${root}/usr/lib/systemd/"
-	# Stand-ins for what the image provides: executables and docker.service.
-	for b in opt/cni/bin/smarter-cni usr/sbin/dnsmasq usr/local/bin/k3s usr/lib/smarter-cni/provision; do
+	# Stand-ins for what the image provides: executables (also every absolute Exec*= path
+	# of the units, e.g. node DNS's /bin/sh helper) and docker.service.
+	local b
+	for b in opt/cni/bin/smarter-cni usr/sbin/dnsmasq usr/local/bin/k3s usr/lib/smarter-cni/provision \
+		$(sed -n 's/^Exec[A-Za-z]*=[-@:+!|]*\/\([^ ]*\).*/\1/p' "$@" | sort -u); do
+		[ -e "${root}/${b}" ] && continue
 		mkdir -p "${root}/$(dirname "${b}")"
 		printf '#!/bin/sh\n' >"${root}/${b}"
 		chmod 0755 "${root}/${b}"
