@@ -15,6 +15,7 @@ pub mod hostport;
 pub mod ipv4;
 pub mod log;
 pub mod loopback;
+pub mod mode;
 pub mod netns;
 pub mod network;
 pub mod node;
