@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use smarter_cni::dns::query::{query_a, Answer};
-use smarter_cni::docker::Engine;
+use smarter_cni::mode::docker::engine::Engine;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -15,6 +15,40 @@ pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 pub const DEFAULT_STATE_ROOT: &str = "/run/smarter-cni";
 pub const DEFAULT_DNS_IMAGE: &str = "smarter-cni/dnsmasq:latest";
 const DEFAULT_TIMEOUT_SECONDS: u64 = 30;
+/// Where bridge mode keeps its address leases: on disk, so a lease outlives a crash of the
+/// plugin; `setup` reclaims those of pods that are gone after a reboot.
+pub const DEFAULT_LEASES_ROOT: &str = "/var/lib/smarter-cni";
+/// k3s's embedded containerd keeps one folder per pod sandbox here (its CRI plugin's root).
+pub const DEFAULT_SANDBOX_DIR: &str = "/var/lib/rancher/k3s/agent/containerd/io.containerd.grpc.v1.cri/sandboxes";
+
+/// Who owns the pod network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModeKind {
+    /// Docker does (`k3s agent --docker`): pods join a Docker user network.
+    Docker,
+    /// The plugin does (containerd and other libcni runtimes): a Linux bridge of its own.
+    Bridge,
+}
+
+impl ModeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModeKind::Docker => "docker",
+            ModeKind::Bridge => "bridge",
+        }
+    }
+}
+
+/// Bridge mode's own keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeConfig {
+    /// The Linux bridge pods' veths join; it carries the gateway address.
+    pub name: String,
+    /// Address leases, one file per attachment.
+    pub leases_dir: PathBuf,
+    /// The runtime's per-sandbox folders, where containerd writes each pod's `hostname`.
+    pub sandbox_dir: PathBuf,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DnsMode {
@@ -52,6 +86,7 @@ pub struct DnsConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginConfig {
+    pub mode: ModeKind,
     /// The CNI network name (the configuration's "name").
     pub cni_network: String,
     /// The Docker network pods join.
@@ -65,12 +100,17 @@ pub struct PluginConfig {
     pub timeout: Duration,
     pub debug: bool,
     pub dns: DnsConfig,
+    pub bridge: BridgeConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawConfig {
+    mode: Option<String>,
     network: Option<String>,
+    bridge: Option<String>,
+    leases_dir: Option<String>,
+    sandbox_dir: Option<String>,
     subnet: Option<String>,
     gateway: Option<String>,
     ip_range: Option<String>,
@@ -104,6 +144,14 @@ pub fn is_docker_name(text: &str) -> bool {
     text.len() <= 128 && crate::cni::env::is_container_id(text)
 }
 
+/// A name the kernel accepts for a link, limited to characters safe in messages and paths.
+pub fn is_interface_name(text: &str) -> bool {
+    (1..=15).contains(&text.len())
+        && text != "."
+        && text != ".."
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 fn absolute_path(key: &str, text: &str) -> Result<PathBuf, CniError> {
     let path = PathBuf::from(text);
     let clean = path.is_absolute() && path.components().all(|c| !matches!(c, std::path::Component::ParentDir));
@@ -117,6 +165,11 @@ impl PluginConfig {
     pub fn from_netconf(conf: &NetConf) -> Result<PluginConfig, CniError> {
         let raw: RawConfig = serde_json::from_value(conf.raw.clone())
             .map_err(|e| invalid(format!("smarter-cni configuration keys are malformed: {e}")))?;
+        let mode = match raw.mode.as_deref().unwrap_or("docker") {
+            "docker" => ModeKind::Docker,
+            "bridge" => ModeKind::Bridge,
+            other => return Err(invalid(format!("\"mode\": {other:?} is not \"docker\" or \"bridge\""))),
+        };
         let network = raw.network.unwrap_or_else(|| conf.name.clone());
         if !is_docker_name(&network) {
             return Err(invalid(format!(
@@ -141,20 +194,25 @@ impl PluginConfig {
         }
         let docker_socket = absolute_path("dockerHost", socket)?;
         let raw_dns = raw.dns.unwrap_or_default();
-        let mode = match raw_dns.mode.as_deref().unwrap_or("host") {
+        let dns_mode = match raw_dns.mode.as_deref().unwrap_or("host") {
             "host" => DnsMode::Host,
             "container" => DnsMode::Container,
             other => return Err(invalid(format!("\"dns.mode\": {other:?} is not \"host\" or \"container\""))),
         };
+        if mode == ModeKind::Bridge && dns_mode == DnsMode::Container {
+            return Err(invalid(
+                "\"dns.mode\": \"container\" needs Docker; in bridge mode node DNS runs on the node (\"host\")".to_string(),
+            ));
+        }
         let dns_address = match raw_dns.address.as_deref() {
             Some(text) => text.parse().map_err(|_| invalid(format!("\"dns.address\": {text:?} is not an IPv4 address")))?,
-            None if mode == DnsMode::Host => gateway,
+            None if dns_mode == DnsMode::Host => gateway,
             None => first_free_after(subnet, gateway),
         };
         if !subnet.is_host(dns_address) {
             return Err(invalid(format!("\"dns.address\": {dns_address} is not a host address of subnet {subnet}")));
         }
-        if mode == DnsMode::Container && dns_address == gateway {
+        if dns_mode == DnsMode::Container && dns_address == gateway {
             return Err(invalid(format!(
                 "\"dns.address\": {dns_address} is the gateway; in container mode the DNS container needs its own address"
             )));
@@ -162,14 +220,14 @@ impl PluginConfig {
         let ip_range = match raw.ip_range.as_deref() {
             Some(text) => Some(text.parse::<Ipv4Net>().map_err(|e| invalid(format!("\"ipRange\": {e}")))?),
             // Container mode reserves the DNS address by keeping pods in the upper half.
-            None if mode == DnsMode::Container => subnet.upper_half(),
+            None if dns_mode == DnsMode::Container => subnet.upper_half(),
             None => None,
         };
         if let Some(range) = ip_range {
             if !subnet.covers(range) {
                 return Err(invalid(format!("\"ipRange\": {range} is not inside subnet {subnet}")));
             }
-            if mode == DnsMode::Container && range.contains(dns_address) {
+            if dns_mode == DnsMode::Container && range.contains(dns_address) {
                 return Err(invalid(format!(
                     "\"dns.address\": {dns_address} is inside \"ipRange\" {range}, so a pod could take it; pick an address outside the range"
                 )));
@@ -199,7 +257,24 @@ impl PluginConfig {
         }
         let image_archive = raw_dns.image_archive.as_deref().map(|p| absolute_path("dns.imageArchive", p)).transpose()?;
         let timeout = Duration::from_secs(raw.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS).clamp(1, 600));
+        let bridge_name = raw.bridge.unwrap_or_else(|| network.clone());
+        // Only bridge mode makes a link of that name; Docker names its own bridges.
+        if mode == ModeKind::Bridge && !is_interface_name(&bridge_name) {
+            return Err(invalid(format!(
+                "bridge name {bridge_name:?} is not a Linux interface name (1 to 15 letters, digits, '_', '.', '-'); set \"bridge\""
+            )));
+        }
+        let bridge = BridgeConfig {
+            name: bridge_name,
+            leases_dir: match raw.leases_dir.as_deref() {
+                Some(text) => absolute_path("leasesDir", text)?,
+                None => PathBuf::from(DEFAULT_LEASES_ROOT).join(&network).join("leases"),
+            },
+            sandbox_dir: absolute_path("sandboxDir", raw.sandbox_dir.as_deref().unwrap_or(DEFAULT_SANDBOX_DIR))?,
+        };
         Ok(PluginConfig {
+            mode,
+            bridge,
             cni_network: conf.name.clone(),
             network,
             subnet,
@@ -209,7 +284,7 @@ impl PluginConfig {
             timeout,
             debug: raw.debug.unwrap_or(false),
             dns: DnsConfig {
-                mode,
+                mode: dns_mode,
                 address: dns_address,
                 domain,
                 records_dir,
@@ -222,7 +297,8 @@ impl PluginConfig {
         })
     }
 
-    /// Addresses that must never go to a pod (besides the gateway, which Docker reserves).
+    /// Addresses that must never go to a pod, besides the gateway (Docker reserves it; bridge
+    /// mode's address store skips it itself).
     pub fn reserved_addresses(&self) -> Vec<Ipv4Addr> {
         match self.dns.mode {
             DnsMode::Container => vec![self.dns.address],
@@ -263,6 +339,18 @@ mod tests {
     }
 
     #[test]
+    fn bridge_mode_defaults() {
+        let c = config(r#"{"cniVersion":"1.1.0","name":"mynet","type":"smarter-cni","mode":"bridge"}"#).unwrap();
+        assert_eq!(c.mode, ModeKind::Bridge);
+        assert_eq!(c.bridge.name, "mynet");
+        assert_eq!(c.bridge.leases_dir, PathBuf::from("/var/lib/smarter-cni/mynet/leases"));
+        assert_eq!(c.bridge.sandbox_dir, PathBuf::from(DEFAULT_SANDBOX_DIR));
+        assert_eq!(c.dns.address, c.gateway);
+        let docker = config(r#"{"cniVersion":"0.2.0","name":"mynet","type":"smarter-cni"}"#).unwrap();
+        assert_eq!(docker.mode, ModeKind::Docker);
+    }
+
+    #[test]
     fn full_config() {
         let c = config(
             r#"{"cniVersion":"1.0.0","name":"k8s","type":"smarter-cni","network":"podnet",
@@ -294,6 +382,12 @@ mod tests {
             (r#""dns":{"domain":"Bad_Domain"}"#, "dns.domain"),
             (r#""ipRange":"10.0.0.0/24""#, "not inside subnet"),
             (r#""subnet":17"#, "malformed"),
+            (r#""mode":"macvlan""#, "\"mode\""),
+            (r#""mode":"bridge","dns":{"mode":"container"}"#, "needs Docker"),
+            (r#""mode":"bridge","bridge":"a-very-long-bridge-name""#, "interface name"),
+            (r#""mode":"bridge","bridge":"../x""#, "interface name"),
+            (r#""mode":"bridge","leasesDir":"leases""#, "absolute path"),
+            (r#""mode":"bridge","sandboxDir":"/a/../b""#, "without '..'"),
         ];
         for (fragment, expected) in cases {
             let err = config(&format!(r#"{{"cniVersion":"1.0.0","name":"mynet",{fragment}}}"#)).unwrap_err();

@@ -1,23 +1,19 @@
-//! smarter-cni: a CNI plugin that attaches Kubernetes pod sandboxes to a Docker user-defined
-//! bridge network and gives them DNS names there, for single-node IoT edge gateways.
+//! smarter-cni: a CNI plugin for single-node IoT edge gateways that attaches Kubernetes pods
+//! to a pod network and gives them DNS names there.
 //!
-//! Layout: `cni` is the protocol (knows no Docker), `plugin` the verbs, `docker` the only
-//! engine client, `hostport` the checks before Docker publishes a pod's hostPorts, `dns`
-//! names/records/pod domains/resolv.conf, `network` the pod network's shape, `cli` the node
-//! commands.
+//! Layout: `cni` is the protocol, `plugin` the verbs, `mode` the two pod networks behind one
+//! seam (`docker`: a Docker user network; `bridge`: a Linux bridge of the plugin's own),
+//! `dns` names/records/pod domains/resolv.conf, `node` and `cli` the node commands.
 
 pub mod cli;
 pub mod cni;
 pub mod config;
 pub mod dns;
-pub mod docker;
-pub mod hostport;
 pub mod ipv4;
 pub mod log;
 pub mod loopback;
 pub mod mode;
 pub mod netns;
-pub mod network;
 pub mod node;
 pub mod plugin;
 

@@ -3,7 +3,7 @@
 use crate::config::{DnsMode, PluginConfig};
 use crate::dns::query::{query_a, Answer};
 use crate::dns::resolv::EMBEDDED_DNS;
-use crate::docker::{Engine, ServiceSpec};
+use crate::mode::docker::engine::{Engine, ServiceSpec};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;

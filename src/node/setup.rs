@@ -1,12 +1,10 @@
 //! `smarter-cni setup`: idempotent node bootstrap, run at every boot and after upgrades.
 //! Each step says ok / changed / warning / error; a second run changes nothing.
 
-use super::{dns_service, files, load_config, NodePaths};
-use crate::config::{DnsMode, PluginConfig};
+use super::{files, load_config, NodePaths};
+use crate::config::{DnsMode, ModeKind};
 use crate::dns::domains::Update;
 use crate::dns::records::RecordStore;
-use crate::docker::Engine;
-use crate::network;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -35,7 +33,7 @@ impl Level {
 }
 
 impl Report {
-    fn add(&mut self, level: Level, text: impl Into<String>) {
+    pub fn add(&mut self, level: Level, text: impl Into<String>) {
         let text = text.into();
         println!("{:<8} {text}", level.label());
         self.lines.push((level, text));
@@ -61,7 +59,10 @@ pub fn run(paths: &NodePaths) -> Report {
     };
     warn_if_shadowed(paths, &installed, &mut report);
     install_loopback(paths, &mut report);
-    crate::plugin::block_on(engine_steps(&config, &mut report));
+    match config.mode {
+        ModeKind::Docker => crate::plugin::block_on(crate::mode::docker::node::setup(&config, &mut report)),
+        ModeKind::Bridge => crate::mode::bridge::node::setup(&config, &mut report),
+    }
     if config.dns.mode == DnsMode::Host {
         match RecordStore::new(&config.dns.records_dir).ensure_dirs() {
             Ok(()) => report.add(Level::Ok, format!("DNS records folder {}", config.dns.records_dir.display())),
@@ -155,89 +156,5 @@ fn install_loopback(paths: &NodePaths, report: &mut Report) {
     match fs::create_dir_all(&paths.bin_dir).and_then(|()| std::os::unix::fs::symlink(&target, &link)) {
         Ok(()) => report.add(Level::Changed, format!("linked {} -> {}", link.display(), target.display())),
         Err(e) => report.add(Level::Error, format!("cannot create {}: {e}", link.display())),
-    }
-}
-
-async fn engine_steps(config: &PluginConfig, report: &mut Report) {
-    let engine = match Engine::connect(&config.docker_socket, config.timeout).await {
-        Ok(engine) => engine,
-        Err(e) => return report.add(Level::Error, format!("{}; start Docker, then run setup again", e.message)),
-    };
-    if !ensure_network(&engine, config, report).await {
-        return;
-    }
-    if config.dns.mode == DnsMode::Container {
-        match dns_service::ensure_container(&engine, config).await {
-            Ok(dns_service::Outcome::Unchanged) => {
-                report.add(Level::Ok, format!("DNS container {} at {}", config.dns.container_name, config.dns.address))
-            }
-            Ok(dns_service::Outcome::Started) => report.add(Level::Changed, format!("started DNS container {}", config.dns.container_name)),
-            Ok(dns_service::Outcome::Created) => report.add(
-                Level::Changed,
-                format!("created DNS container {} at {}", config.dns.container_name, config.dns.address),
-            ),
-            Ok(dns_service::Outcome::Recreated(why)) => {
-                report.add(Level::Changed, format!("recreated DNS container {} ({why})", config.dns.container_name))
-            }
-            Err(e) => report.add(Level::Error, e),
-        }
-    }
-}
-
-/// Creates the network, or recreates one that does not match, but only when nothing but
-/// our own DNS container is attached: a network with pods is never removed.
-async fn ensure_network(engine: &Engine, config: &PluginConfig, report: &mut Report) -> bool {
-    let describe = || {
-        let mut text = format!("Docker network {} {} gateway {}", config.network, config.subnet, config.gateway);
-        if let Some(range) = config.ip_range {
-            text.push_str(&format!(", pods from {range}"));
-        }
-        for reserved in config.reserved_addresses() {
-            text.push_str(&format!(", {reserved} reserved for DNS"));
-        }
-        text
-    };
-    let existing = match engine.network(&config.network).await {
-        Ok(existing) => existing,
-        Err(e) => {
-            report.add(Level::Error, e.message);
-            return false;
-        }
-    };
-    let mut recreated = None;
-    if let Some(net) = &existing {
-        let Some(problem) = network::mismatch(net, config) else {
-            report.add(Level::Ok, describe());
-            return true;
-        };
-        let dns_container = engine.container(&config.dns.container_name).await.ok().flatten();
-        let ours = |id: &String| dns_container.as_ref().is_some_and(|c| &c.id == id && c.labels.contains_key(dns_service::ROLE_LABEL));
-        let others: Vec<&String> = net.containers.iter().filter(|id| !ours(id)).collect();
-        if !others.is_empty() {
-            let short: Vec<&str> = others.iter().map(|id| crate::plugin::short(id)).collect();
-            report.add(Level::Error, format!("{problem}. Containers still attached: {short:?}; setup will not remove it"));
-            return false;
-        }
-        if let Some(dns) = dns_container.filter(|c| net.containers.contains(&c.id)) {
-            let _ = engine.remove_container(&dns.id).await;
-        }
-        if let Err(e) = engine.remove_network(&config.network).await {
-            report.add(Level::Error, format!("{problem}; removing it failed: {}", e.message));
-            return false;
-        }
-        recreated = Some(problem);
-    }
-    match network::ensure(engine, config).await {
-        Ok(_) => {
-            match recreated {
-                Some(problem) => report.add(Level::Changed, format!("recreated {} (no pods were attached): {problem}", describe())),
-                None => report.add(Level::Changed, format!("created {}", describe())),
-            }
-            true
-        }
-        Err(e) => {
-            report.add(Level::Error, e.to_string());
-            false
-        }
     }
 }

@@ -2,12 +2,11 @@
 //! problem makes the exit code non-zero.
 
 use super::{dns_service, files, load_config, NodePaths};
-use crate::config::{DnsMode, PluginConfig};
+use crate::config::{DnsMode, ModeKind, PluginConfig};
 use crate::dns::domains::{self, DomainsFile};
 use crate::dns::query::Answer;
-use crate::dns::records::{Record, RecordStore};
-use crate::docker::{Container, Engine, PortMapping};
-use crate::network;
+use crate::dns::records::RecordStore;
+use crate::mode::docker::engine::PortMapping;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -34,7 +33,7 @@ pub struct PodRow {
 }
 
 impl Status {
-    fn check(&mut self, part: &'static str, result: Result<String, (String, String)>) -> bool {
+    pub fn check(&mut self, part: &'static str, result: Result<String, (String, String)>) -> bool {
         match result {
             Ok(detail) => {
                 self.checks.push((part, true, detail));
@@ -130,7 +129,10 @@ pub fn run(paths: &NodePaths) -> Status {
     };
     check_conflist(paths, &mut status);
     check_loopback(paths, &mut status);
-    crate::plugin::block_on(check_engine_side(&config, &mut status));
+    match config.mode {
+        ModeKind::Docker => crate::plugin::block_on(crate::mode::docker::node::status(&config, &mut status)),
+        ModeKind::Bridge => crate::mode::bridge::node::status(&config, &mut status),
+    }
     // Without the network its addresses are not on this node: a probe would leave the host
     // through the default route.
     if status.is_ok("network") {
@@ -166,108 +168,6 @@ fn check_loopback(paths: &NodePaths, status: &mut Status) {
     status.check("loopback", result);
 }
 
-async fn check_engine_side(config: &PluginConfig, status: &mut Status) {
-    let engine = match Engine::connect(&config.docker_socket, config.timeout).await {
-        Ok(engine) => engine,
-        Err(e) => {
-            status.check("engine", Err((e.message, "start Docker: systemctl start docker".into())));
-            return;
-        }
-    };
-    let version = engine.version().await.map(|v| format!("Docker {} (API {})", v.version, v.api_version));
-    status.check(
-        "engine",
-        version.map(|v| format!("{v} at unix://{}", config.docker_socket.display())).map_err(|e| (e.message, "check dockerd's log: journalctl -u docker".into())),
-    );
-    let net = match network::inspect(&engine, config).await {
-        Ok(Some(net)) => net,
-        Ok(None) => {
-            status.check("network", Err((format!("Docker network {} does not exist", config.network), "run smarter-cni setup".into())));
-            return;
-        }
-        Err(e) => {
-            status.check("network", Err((e.msg, "see above".into())));
-            return;
-        }
-    };
-    let mut detail = format!("{} {} gateway {}", net.name, config.subnet, config.gateway);
-    if let Some(range) = config.ip_range {
-        detail.push_str(&format!(", pods from {range}"));
-    }
-    for reserved in config.reserved_addresses() {
-        detail.push_str(&format!(", {reserved} reserved for DNS"));
-    }
-    status.check("network", Ok(detail));
-    if config.dns.mode == DnsMode::Container {
-        let dns = engine.container(&config.dns.container_name).await.ok().flatten();
-        let address = dns.as_ref().filter(|c| c.running).and_then(|c| c.endpoints.get(&config.network)?.address);
-        let result = if address == Some(config.dns.address) {
-            Ok(format!("container {} at {}", config.dns.container_name, config.dns.address))
-        } else {
-            Err((
-                format!("DNS container {} is not running at {}", config.dns.container_name, config.dns.address),
-                "run smarter-cni setup".into(),
-            ))
-        };
-        status.check("dns-container", result);
-    }
-    status.pods = pod_rows(&engine, config, &net.containers).await;
-}
-
-/// Pods: sandboxes on the network joined with the records the plugin wrote.
-async fn pod_rows(engine: &Engine, config: &PluginConfig, attached: &[String]) -> Vec<PodRow> {
-    let records: Vec<Record> = RecordStore::new(&config.dns.records_dir).list().unwrap_or_default();
-    let mut rows = Vec::new();
-    let mut seen = Vec::new();
-    for id in attached {
-        let Ok(Some(container)) = engine.container(id).await else { continue };
-        let record = records.iter().find(|r| &r.container == id);
-        if record.is_none() && !crate::plugin::is_pod_sandbox(&container) {
-            continue;
-        }
-        seen.push(id.clone());
-        rows.push(row_for(config, &container, record));
-    }
-    for record in records.iter().filter(|r| !seen.contains(&r.container)) {
-        let (namespace, pod) = split_pod(record.pod.as_deref());
-        rows.push(PodRow {
-            namespace,
-            pod,
-            address: Some(record.address),
-            names: record.names.clone(),
-            record: true,
-            resolves: false,
-            ports: Vec::new(),
-        });
-    }
-    rows
-}
-
-fn row_for(config: &PluginConfig, container: &Container, record: Option<&Record>) -> PodRow {
-    let endpoint = container.endpoints.get(&config.network);
-    let (namespace, pod) = match record.and_then(|r| r.pod.as_deref()) {
-        Some(pod) => split_pod(Some(pod)),
-        None => (
-            container.labels.get("io.kubernetes.pod.namespace").cloned().unwrap_or_default(),
-            container.labels.get("io.kubernetes.pod.name").cloned().unwrap_or_else(|| container.name.clone()),
-        ),
-    };
-    let names = match record {
-        Some(r) => r.names.clone(),
-        None => endpoint.map(|e| e.aliases.clone()).unwrap_or_default(),
-    };
-    PodRow {
-        namespace,
-        pod,
-        address: endpoint.and_then(|e| e.address),
-        names,
-        record: record.is_some(),
-        resolves: false,
-        // From the inspect above: no engine call of its own.
-        ports: container.published_ports.clone(),
-    }
-}
-
 /// The PORTS column: `8080->80/tcp,5353->53/udp`, or `-`. One word, so columns stay columns.
 fn ports_text(ports: &[PortMapping]) -> String {
     if ports.is_empty() {
@@ -276,7 +176,7 @@ fn ports_text(ports: &[PortMapping]) -> String {
     ports.iter().map(PortMapping::to_string).collect::<Vec<_>>().join(",")
 }
 
-fn split_pod(pod: Option<&str>) -> (String, String) {
+pub fn split_pod(pod: Option<&str>) -> (String, String) {
     match pod.and_then(|p| p.split_once('/')) {
         Some((ns, name)) => (ns.to_string(), name.to_string()),
         None => (String::new(), pod.unwrap_or("").to_string()),

@@ -3,7 +3,7 @@
 
 use crate::cni::{code, CniError};
 use crate::config::PluginConfig;
-use crate::docker::{Engine, ErrorKind, Network, NetworkSpec};
+use crate::mode::docker::engine::{Engine, ErrorKind, Network, NetworkSpec};
 use std::collections::HashMap;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -57,7 +57,7 @@ pub fn mismatch(existing: &Network, config: &PluginConfig) -> Option<String> {
 
 /// The network if it exists and matches; `None` if it does not exist; code 7 if it differs.
 pub async fn inspect(engine: &Engine, config: &PluginConfig) -> Result<Option<Network>, CniError> {
-    let existing = engine.network(&config.network).await.map_err(crate::plugin::engine_error)?;
+    let existing = engine.network(&config.network).await.map_err(crate::mode::docker::engine_error)?;
     match existing {
         Some(net) => match mismatch(&net, config) {
             Some(problem) => Err(CniError::new(code::INVALID_NETWORK_CONFIG, problem)),

@@ -3,8 +3,9 @@
 //! left to the plugin: refuse a port someone else holds, clearly, before Docker is asked.
 
 use crate::cni::{code, CniError};
-use crate::docker::{Container, Engine, PortInUse, PortMapping, Publisher};
-use crate::plugin::{engine_error, short};
+use crate::mode::docker::engine::{Container, Engine, PortInUse, PortMapping, Publisher};
+use crate::mode::docker::engine_error;
+use crate::plugin::short;
 
 /// Refuses a hostPort that is already held before Docker is asked to publish it. A connect
 /// that fails on a held port leaves the sandbox with an eth0 still on the bridge, its address

@@ -1,0 +1,118 @@
+//! Bridge mode's part of the node commands: `setup` makes the bridge, turns forwarding on,
+//! loads the NAT base ruleset and reclaims the leases of pods that are gone (after a
+//! reboot: all of them); `status` shows the same and the pods by their leases.
+
+use super::{leases, link, nat, nat_net};
+use crate::config::PluginConfig;
+use crate::dns::records::{Record, RecordStore};
+use crate::mode::docker::engine::PortMapping as ShownPort;
+use crate::node::setup::{Level, Report};
+use crate::node::status::{split_pod, PodRow, Status};
+
+pub fn setup(config: &PluginConfig, report: &mut Report) {
+    let bridge = &config.bridge.name;
+    let address = format!("{}/{}", config.gateway, config.subnet.prefix_len);
+    match link::ensure_bridge(bridge, config.gateway, config.subnet.prefix_len) {
+        Ok(false) => report.add(Level::Ok, format!("bridge {bridge} {address}")),
+        Ok(true) => report.add(Level::Changed, format!("bridge {bridge} {address} (created or repaired)")),
+        Err(e) => return report.add(Level::Error, format!("cannot set up bridge {bridge} {address}: {e}")),
+    }
+    match nat::forwarding_enabled() {
+        Ok(true) => report.add(Level::Ok, "IPv4 forwarding on"),
+        _ => match nat::ensure_forwarding() {
+            Ok(()) => report.add(Level::Changed, "turned IPv4 forwarding on (net.ipv4.ip_forward=1)"),
+            Err(e) => report.add(Level::Error, format!("cannot turn IPv4 forwarding on: {e}; pods will have no egress")),
+        },
+    }
+    let net = nat_net(config);
+    let already = nat::check_base_ruleset(&net).is_ok();
+    match nat::load_base_ruleset(&nat::base_ruleset(&net)) {
+        Ok(()) if already => report.add(Level::Ok, format!("NAT rules for {} (masquerade, hostPorts) reloaded", config.subnet)),
+        Ok(()) => report.add(Level::Changed, format!("loaded NAT rules for {} (masquerade, hostPorts)", config.subnet)),
+        Err(e) => report.add(Level::Error, format!("cannot load the NAT rules: {e}; is nftables (nft) installed?")),
+    }
+    let store = leases(config);
+    let live = |lease: &super::ipam::Lease| link::link_exists(&link::host_veth_name(&lease.key.container_id, &lease.key.ifname)).unwrap_or(true);
+    match store.reclaim(live) {
+        Ok(freed) if freed.is_empty() => report.add(Level::Ok, format!("address leases {}", config.bridge.leases_dir.display())),
+        Ok(freed) => {
+            let records = RecordStore::new(&config.dns.records_dir);
+            for lease in &freed {
+                let _ = records.remove(&lease.key.container_id);
+            }
+            report.add(Level::Changed, format!("reclaimed {} address lease(s) of pods that are gone", freed.len()))
+        }
+        Err(e) => report.add(Level::Error, format!("cannot reclaim address leases in {}: {e}", config.bridge.leases_dir.display())),
+    }
+}
+
+pub fn status(config: &PluginConfig, status: &mut Status) {
+    let bridge = &config.bridge.name;
+    let net = nat_net(config);
+    let result = link::check_bridge(bridge, config.gateway, config.subnet.prefix_len)
+        .map(|()| format!("bridge {bridge} {}/{} ({})", config.gateway, config.subnet.prefix_len, config.subnet))
+        .map_err(|e| (e, "run smarter-cni setup".to_string()));
+    status.check("network", result);
+    let forwarding = match nat::forwarding_enabled() {
+        Ok(true) => Ok("IPv4 forwarding on".to_string()),
+        Ok(false) => Err(("IPv4 forwarding is off: pods cannot reach beyond the node".to_string(), "run smarter-cni setup".to_string())),
+        Err(e) => Err((format!("cannot read net.ipv4.ip_forward: {e}"), "check /proc/sys/net/ipv4/ip_forward".to_string())),
+    };
+    status.check("forwarding", forwarding);
+    let rules = nat::check_base_ruleset(&net)
+        .map(|()| format!("masquerade of {} and hostPort maps loaded", config.subnet))
+        .map_err(|e| (e, "run smarter-cni setup (loads the rules with nft)".to_string()));
+    status.check("nat", rules);
+    let store = leases(config);
+    let leases = match store.list() {
+        Ok(leases) => leases,
+        Err(e) => {
+            status.check("leases", Err((format!("cannot read {}: {e}", config.bridge.leases_dir.display()), "check the folder".into())));
+            return;
+        }
+    };
+    let ports = nat::list_port_mappings(&net).unwrap_or_default();
+    let records: Vec<Record> = RecordStore::new(&config.dns.records_dir).list().unwrap_or_default();
+    let mut stale = Vec::new();
+    for lease in &leases {
+        let host = link::host_veth_name(&lease.key.container_id, &lease.key.ifname);
+        if !link::link_exists(&host).unwrap_or(true) {
+            stale.push(format!("{} ({})", lease.address, crate::plugin::short(&lease.key.container_id)));
+        }
+        let record = records.iter().find(|r| r.attachment_id == lease.key.container_id);
+        let (namespace, pod) = split_pod(record.and_then(|r| r.pod.as_deref()).or(lease.pod.as_deref()));
+        status.pods.push(PodRow {
+            namespace,
+            pod,
+            address: Some(lease.address),
+            names: record.map(|r| r.names.clone()).unwrap_or_default(),
+            record: record.is_some(),
+            resolves: false,
+            ports: ports
+                .iter()
+                .filter(|(_, _, owner)| owner.attachment_id == lease.key.container_id)
+                .map(|(m, _, _)| ShownPort {
+                    host_port: m.host_port,
+                    protocol: format!("{:?}", m.protocol).to_lowercase(),
+                    host_ip: m.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                    container_port: m.container_port,
+                })
+                .collect(),
+        });
+    }
+    let unreadable = store.unreadable().unwrap_or_default();
+    let result = if !stale.is_empty() {
+        Err((
+            format!("{} lease(s) of pods whose interface is gone: {}", stale.len(), stale.join(", ")),
+            "run smarter-cni setup (reclaims them)".to_string(),
+        ))
+    } else if !unreadable.is_empty() {
+        Err((
+            format!("{} lease file(s) of an unknown format (a newer smarter-cni?): {unreadable:?}", unreadable.len()),
+            "upgrade smarter-cni, or remove them once no pod uses their addresses".to_string(),
+        ))
+    } else {
+        Ok(format!("{} lease(s) in {}, each with its interface", leases.len(), config.bridge.leases_dir.display()))
+    };
+    status.check("leases", result);
+}
