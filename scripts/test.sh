@@ -33,16 +33,21 @@ shellcheck -x -P SCRIPTDIR scripts/*.sh scripts/lib/*.sh .ci/run images/flash/sm
   tests/images/*.sh tests/packaging/*.sh packaging/deb/build-deb.sh
 echo "shellcheck: clean"
 
-# The suites for the two engines use different subnets, so leftovers of one never
-# collide with the other.
+# Docker mode: the suites for the two engines use different subnets, so leftovers of one
+# never collide with the other.
+DOCKER_SUITES=(--test plugin --test node --test cnitool --test hostport)
 run_suites() {
   local engine=$1 host=$2 base=$3
-  step "integration tests on $engine ($host)"
+  step "Docker mode on $engine ($host)"
   SMARTER_CNI_TEST_DOCKER_HOST=$host SMARTER_CNI_TEST_SUBNET_BASE=$base \
-    cargo test --locked --tests -- --test-threads=4
+    cargo test --locked "${DOCKER_SUITES[@]}" -- --test-threads=4
 }
 run_suites "Docker 20.10" "$D20_HOST" 172.30
 run_suites "Docker 26.1" "$D26_HOST" 172.31
+
+# Bridge mode needs no engine: real netns, bridge, veths, nftables, cnitool.
+step "bridge mode: kernel, address store, NAT, the verbs and cnitool"
+SMARTER_CNI_TEST_BRIDGE_BASE=172.33 cargo test --locked --test bridge --test bridge_link --test bridge_nat -- --test-threads=4
 
 for extra in tests/packaging/*.sh; do
   [[ -e "$extra" ]] || continue
