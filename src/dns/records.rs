@@ -248,6 +248,15 @@ mod tests {
         (base.clone(), RecordStore::new(base.join("hosts")))
     }
 
+    /// Removes a test's folder even when the test fails.
+    struct Cleanup(PathBuf);
+
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
     fn record(id: &str, ip: [u8; 4]) -> Record {
         Record {
             attachment_id: id.into(),
@@ -306,6 +315,7 @@ mod tests {
     #[test]
     fn add_names_puts_them_first_and_keeps_the_header() {
         let (base, store) = temp_store("add");
+        let _cleanup = Cleanup(base.clone());
         assert!(!store.add_names("ddd", &["example".into()]).unwrap(), "no store yet: no record");
         store.write(&record("ddd", [172, 38, 0, 5])).unwrap();
         assert!(!store.add_names("eee", &["example".into()]).unwrap(), "no such record");
@@ -336,6 +346,7 @@ mod tests {
     #[test]
     fn add_names_never_brings_back_a_removed_record() {
         let (base, store) = temp_store("delrace");
+        let _cleanup = Cleanup(base.clone());
         let mut added_before_del = 0;
         for round in 0..200 {
             let id = format!("race{round}");

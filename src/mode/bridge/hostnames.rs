@@ -631,6 +631,9 @@ mod tests {
         dirs.containerd_writes(&sandbox, "example");
         let names = dirs.wait_hostname(&sandbox, "example");
         assert_eq!(names, vec!["example", "example.gw.local", "pod-1", "pod-1.default"]);
+        // A repeated ADD rewrites the record; the service puts the hostname back.
+        dirs.add(&sandbox, 1);
+        assert_eq!(dirs.wait_hostname(&sandbox, "example"), names);
         service.stop().unwrap();
     }
 
