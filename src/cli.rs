@@ -1,5 +1,6 @@
 //! The command line when not called as a CNI plugin: help, version, and node commands.
 
+use crate::mode::bridge::hostnames;
 use crate::node::{self, NodePaths};
 use std::process::ExitCode;
 
@@ -17,6 +18,10 @@ Usage:
                                      with --require only when one of those parts is not ok
                                      (parts: config conflist loopback engine network
                                      dns-records dns-config dns-domains dns dns-container)
+  smarter-cni hostnames [--config FILE] [--sandbox-dir DIR]
+                                     bridge mode's node service: adds each sandbox's
+                                     hostname (containerd's <cri root>/sandboxes/<id>/
+                                     hostname) to its DNS record; runs until stopped
   smarter-cni --version
   smarter-cni --help                 this text; `smarter-cni COMMAND --help` for one command
 ";
@@ -39,6 +44,19 @@ Shows the node's health with a fix for each problem; exit 1 on any problem, or w
   --json             machine-readable output (fields are only ever added)
   --require PARTS    comma-separated: config conflist loopback engine network
                      dns-records dns-config dns-domains dns dns-container
+";
+
+const HOSTNAMES_HELP: &str = "\
+Usage: smarter-cni hostnames [PATHS] [--sandbox-dir DIR]
+
+Bridge mode's node service, run at boot and kept running: containerd passes no
+hostname to CNI but writes <cri root>/sandboxes/<id>/hostname, 2.x only after ADD; this
+adds that hostname (and its dns.domain twin) to the sandbox's DNS record as soon as the
+file appears (inotify, no polling). Waits for folders that do not exist yet.
+
+  --sandbox-dir DIR  containerd's sandboxes folder (default: the conflist's
+                     \"sandboxDir\", else k3s's
+                     /var/lib/rancher/k3s/agent/containerd/io.containerd.grpc.v1.cri/sandboxes)
 ";
 
 const PATHS_HELP: &str = "\
@@ -64,6 +82,7 @@ pub fn main(args: &[String]) -> ExitCode {
     let sub_help = match args.first().map(String::as_str) {
         Some("setup") => Some(SETUP_HELP),
         Some("status") => Some(STATUS_HELP),
+        Some("hostnames") => Some(HOSTNAMES_HELP),
         _ => None,
     };
     if let Some(help) = sub_help.filter(|_| wants_help(&args[1..])) {
@@ -115,6 +134,26 @@ pub fn main(args: &[String]) -> ExitCode {
                 }
                 None => exit_code(status.healthy()),
             }
+        }),
+        Some("hostnames") => with_paths(&args[1..], |paths, rest| {
+            let config = match node::load_config(&paths.config) {
+                Ok((_, config)) => config,
+                Err(e) => {
+                    eprintln!("smarter-cni: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let sandbox_dir = match rest.as_slice() {
+                [] => config.bridge.sandbox_dir.to_string_lossy().into_owned(),
+                [flag, dir] if flag == "--sandbox-dir" => dir.clone(),
+                [flag] if flag.starts_with("--sandbox-dir=") => flag["--sandbox-dir=".len()..].to_string(),
+                [other, ..] => return usage_error(other),
+            };
+            let records = crate::dns::records::RecordStore::new(&config.dns.records_dir);
+            let Err(e) = hostnames::run(sandbox_dir.as_ref(), &records, config.dns.domain.as_deref()) else { return ExitCode::SUCCESS };
+            crate::log::error(&format!("hostnames: {e}"));
+            eprintln!("smarter-cni: hostnames: {e}");
+            ExitCode::FAILURE
         }),
         Some(other) => usage_error(other),
     }

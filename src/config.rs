@@ -19,7 +19,7 @@ const DEFAULT_TIMEOUT_SECONDS: u64 = 30;
 /// plugin; `setup` reclaims those of pods that are gone after a reboot.
 pub const DEFAULT_LEASES_ROOT: &str = "/var/lib/smarter-cni";
 /// k3s's embedded containerd keeps one folder per pod sandbox here (its CRI plugin's root).
-pub const DEFAULT_SANDBOX_DIR: &str = "/var/lib/rancher/k3s/agent/containerd/io.containerd.grpc.v1.cri/sandboxes";
+pub use crate::mode::bridge::hostnames::DEFAULT_SANDBOX_DIR;
 
 /// Who owns the pod network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,11 +9,15 @@
 //! 172.38.0.3 web-0 web-0.default
 //! ```
 //! Writes go to a staging folder beside the records folder and are renamed in, so dnsmasq
-//! never reads half a file, and no lock is needed between concurrent plugin calls.
+//! never reads half a file. Every change (write, remove, add_names) holds an exclusive
+//! `flock` on the staging folder itself (no lock file to leave behind): `add_names` is a
+//! read-modify-write done by the hostnames service while plugin calls run, and without the
+//! lock its rename could bring back a record that a DEL had just removed.
 
-use std::fs::{self, DirBuilder, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -100,15 +104,34 @@ impl RecordStore {
         Ok(self.dir.join(attachment_id))
     }
 
-    /// Writes or replaces a record atomically.
-    pub fn write(&self, record: &Record) -> io::Result<()> {
-        let target = self.path_of(&record.attachment_id)?;
-        self.ensure_dirs()?;
-        let staged = self.staging.join(format!("{}.{}", record.attachment_id, std::process::id()));
+    /// Takes the store's lock (released on drop). `NotFound` when the staging folder does
+    /// not exist: then no record was ever written through this store since the last reboot.
+    fn lock(&self) -> io::Result<File> {
+        let dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&self.staging)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot open {} to lock the DNS records: {e}", self.staging.display())))?;
+        loop {
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(dir);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(io::Error::new(e.kind(), format!("cannot lock {}: {e}", self.staging.display())));
+            }
+        }
+    }
+
+    /// Stages `text` and renames it over `target`; the caller holds the lock, so one staged
+    /// name per attachment and process is enough.
+    fn replace(&self, attachment_id: &str, target: &Path, text: &str) -> io::Result<()> {
+        let staged = self.staging.join(format!("{attachment_id}.{}", std::process::id()));
         let result = (|| {
             let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&staged)?;
-            file.write_all(record.render().as_bytes())?;
-            fs::rename(&staged, &target)
+            file.write_all(text.as_bytes())?;
+            fs::rename(&staged, target)
         })();
         if result.is_err() {
             let _ = fs::remove_file(&staged);
@@ -116,12 +139,71 @@ impl RecordStore {
         result
     }
 
+    /// Writes or replaces a record atomically.
+    pub fn write(&self, record: &Record) -> io::Result<()> {
+        let target = self.path_of(&record.attachment_id)?;
+        self.ensure_dirs()?;
+        let _lock = self.lock()?;
+        self.replace(&record.attachment_id, &target, &record.render())
+    }
+
     /// Removes a record; a record that is already gone is not an error.
     pub fn remove(&self, attachment_id: &str) -> io::Result<()> {
-        match fs::remove_file(self.path_of(attachment_id)?) {
+        let target = self.path_of(attachment_id)?;
+        // Without a staging folder nobody can hold the lock to add names, so none is needed.
+        let _lock = match self.lock() {
+            Ok(lock) => Some(lock),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        match fs::remove_file(target) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             other => other,
         }
+    }
+
+    /// Adds `names` (DNS names, e.g. the hostname the runtime wrote after ADD) in front of
+    /// the record's names, the way Docker mode orders them (dnsmasq answers PTR queries with
+    /// the first). Only a record that still exists is changed, and never brought back once
+    /// removed. `Ok(true)`: the record exists and now has every name (rewritten only if one
+    /// was missing); `Ok(false)`: there is no record. The header line is kept as it is.
+    pub fn add_names(&self, attachment_id: &str, names: &[String]) -> io::Result<bool> {
+        let target = self.path_of(attachment_id)?;
+        if let Some(bad) = names.iter().find(|n| !super::names::is_dns_name(n)) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{bad:?} is not a DNS name")));
+        }
+        let _lock = match self.lock() {
+            Ok(lock) => lock,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let text = match fs::read_to_string(&target) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let Some(record) = Record::parse(attachment_id, &text) else { return Ok(false) };
+        let mut missing: Vec<&String> = Vec::new();
+        for name in names {
+            if !record.names.contains(name) && !missing.contains(&name) {
+                missing.push(name);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(true);
+        }
+        let mut all: Vec<&str> = missing.iter().map(|n| n.as_str()).collect();
+        all.extend(record.names.iter().map(String::as_str));
+        let hosts_line = format!("{} {}", record.address, all.join(" "));
+        let mut lines: Vec<&str> = text.lines().collect();
+        match lines.iter().skip(1).position(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+            Some(at) => lines[at + 1] = &hosts_line,
+            None => lines.push(&hosts_line),
+        }
+        let mut updated = lines.join("\n");
+        updated.push('\n');
+        self.replace(attachment_id, &target, &updated)?;
+        Ok(true)
     }
 
     pub fn read(&self, attachment_id: &str) -> io::Result<Option<Record>> {
@@ -164,6 +246,15 @@ mod tests {
         let base = std::env::temp_dir().join(format!("smarter-cni-records-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&base);
         (base.clone(), RecordStore::new(base.join("hosts")))
+    }
+
+    /// Removes a test's folder even when the test fails.
+    struct Cleanup(PathBuf);
+
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
     }
 
     fn record(id: &str, ip: [u8; 4]) -> Record {
@@ -218,6 +309,66 @@ mod tests {
         assert_eq!(back.container, "docker-ccc");
         assert!(back.names.is_empty());
         assert_eq!(back.address, Ipv4Addr::new(172, 38, 0, 9));
+        fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn add_names_puts_them_first_and_keeps_the_header() {
+        let (base, store) = temp_store("add");
+        let _cleanup = Cleanup(base.clone());
+        assert!(!store.add_names("ddd", &["example".into()]).unwrap(), "no store yet: no record");
+        store.write(&record("ddd", [172, 38, 0, 5])).unwrap();
+        assert!(!store.add_names("eee", &["example".into()]).unwrap(), "no such record");
+        assert!(!store.dir().join("eee").exists());
+        assert!(store.add_names("ddd", &["example".into(), "example.gw.local".into()]).unwrap());
+        let text = fs::read_to_string(store.dir().join("ddd")).unwrap();
+        assert_eq!(
+            text,
+            "# smarter-cni record v1 container=docker-ddd address=172.38.0.5 pod=default/web-0\n\
+             172.38.0.5 example example.gw.local web-0 web-0.default\n"
+        );
+        let before = fs::metadata(store.dir().join("ddd")).unwrap().modified().unwrap();
+        assert!(store.add_names("ddd", &["web-0".into(), "example".into()]).unwrap(), "already there");
+        assert_eq!(fs::metadata(store.dir().join("ddd")).unwrap().modified().unwrap(), before, "not rewritten");
+        for bad in ["a b", "x\n127.0.0.1 evil", "", "Web"] {
+            assert_eq!(store.add_names("ddd", &[bad.to_string()]).unwrap_err().kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+        }
+        assert!(store.add_names("../ddd", &["example".into()]).is_err());
+        let mut nameless = record("fff", [172, 38, 0, 6]);
+        nameless.names.clear();
+        store.write(&nameless).unwrap();
+        assert!(store.add_names("fff", &["solo".into()]).unwrap());
+        assert_eq!(store.read("fff").unwrap().unwrap().names, vec!["solo"]);
+        assert_eq!(fs::read_dir(base.join("hosts.staging")).unwrap().count(), 0, "nothing left staged");
+        fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn add_names_never_brings_back_a_removed_record() {
+        let (base, store) = temp_store("delrace");
+        let _cleanup = Cleanup(base.clone());
+        let mut added_before_del = 0;
+        for round in 0..200 {
+            let id = format!("race{round}");
+            store.write(&record(&id, [172, 38, 1, 1])).unwrap();
+            let start = std::sync::Barrier::new(2);
+            let (added, removed) = std::thread::scope(|s| {
+                let adder = s.spawn(|| {
+                    start.wait();
+                    store.add_names(&id, &["example".into()]).unwrap()
+                });
+                let remover = s.spawn(|| {
+                    start.wait();
+                    store.remove(&id)
+                });
+                (adder.join().unwrap(), remover.join().unwrap())
+            });
+            removed.unwrap();
+            added_before_del += added as usize;
+            assert!(!store.dir().join(&id).exists(), "round {round}: DEL undone (add_names returned {added})");
+        }
+        eprintln!("add_names won the race {added_before_del} of 200 times; the record stayed removed every time");
+        assert_eq!(fs::read_dir(base.join("hosts.staging")).unwrap().count(), 0);
         fs::remove_dir_all(base).unwrap();
     }
 }
