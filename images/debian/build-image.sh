@@ -2,9 +2,16 @@
 # Build a Debian trixie arm64 gateway image for Raspberry Pi 4/5 from Debian packages only:
 # a partitioned .img (FAT boot partition + ext4 root) and its .bmap, in one command.
 #
-#   images/debian/build-image.sh [--variant gateway|test] [--out DIR]
+#   images/debian/build-image.sh [--variant gateway|test] [--runtime docker|containerd] [--out DIR]
+#
+# --runtime (or SMARTER_RUNTIME): what runs the pods. docker (default): Docker Engine, k3s
+# with `docker: true`, smarter-cni in Docker mode. containerd: no Docker in the image; k3s's
+# embedded containerd, smarter-cni in bridge mode (nftables for its NAT rules), the
+# containerd variant's files of images/rootfs-containerd over images/rootfs, and
+# smarter-cni-hostnames.service. The image's name ends in -containerd.
 #
 # Environment:
+#   SMARTER_RUNTIME=docker|containerd   as --runtime (the option wins)
 #   K3S_BINARY=/path/to/k3s-arm64   installed as /usr/local/bin/k3s (else the agent unit stays
 #                                   installed but inactive: ConditionPathExists is not met)
 #   SMARTER_IMAGE_CACHE             cache (default /var/cache/smarter-cni-image): .debs and the
@@ -18,12 +25,14 @@
 # (foreign arch through qemu-user-static + binfmt_misc), cached; (3) the overlay, the
 # gateway's own settings, enabled units; (4) boot partition + root partition + .bmap.
 # The test variant (--variant test) adds tests/images/guest: a unit that runs the in-image
-# boot test, the arm64 test container image (busybox + getent) and a provisioning file.
+# boot test, the arm64 test container image (busybox + getent) and a provisioning file; it
+# exists for the Docker runtime only (the boot test drives Docker).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 CACHE=${SMARTER_IMAGE_CACHE:-/var/cache/smarter-cni-image}
 VARIANT=gateway
+RUNTIME=${SMARTER_RUNTIME:-docker}
 OUT=$REPO/images/out
 SUITE=trixie
 ARCH=arm64
@@ -37,6 +46,11 @@ ROOT_LABEL=smarter-root
 PACKAGES=(raspi-firmware linux-image-arm64 systemd systemd-sysv systemd-resolved udev
   docker.io docker-cli dnsmasq-base openssh-server iproute2 ca-certificates
   initramfs-tools busybox-static dosfstools e2fsprogs kmod iptables)
+# The containerd runtime: the same without Docker Engine, plus nftables, whose `nft` loads
+# bridge mode's NAT base ruleset (k3s brings its own containerd and runc). The list's order
+# is the base cache's key: the Docker list stays as it was.
+DOCKER_PACKAGES=(docker.io docker-cli)
+CONTAINERD_PACKAGES=(nftables)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'build-image: error: %s\n' "$*" >&2; exit 1; }
@@ -44,12 +58,26 @@ die() { printf 'build-image: error: %s\n' "$*" >&2; exit 1; }
 while (($#)); do
   case $1 in
     --variant) VARIANT=${2:?}; shift 2 ;;
+    --runtime) RUNTIME=${2:?}; shift 2 ;;
     --out) OUT=${2:?}; shift 2 ;;
-    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
 done
 case $VARIANT in gateway | test) ;; *) die "--variant must be gateway or test" ;; esac
+case $RUNTIME in
+  docker) ;;
+  containerd)
+    mapfile -t PACKAGES < <(printf '%s\n' "${PACKAGES[@]}" | grep -vxF -f <(printf '%s\n' "${DOCKER_PACKAGES[@]}"))
+    PACKAGES+=("${CONTAINERD_PACKAGES[@]}")
+    ;;
+  *) die "--runtime (SMARTER_RUNTIME) must be docker or containerd, not '$RUNTIME'" ;;
+esac
+[[ $VARIANT == test && $RUNTIME != docker ]] &&
+  die "--variant test exists for the Docker runtime only (the boot test drives Docker); build --variant gateway --runtime $RUNTIME"
+# Names of everything this build writes: the test variant and the containerd runtime apart.
+FLAVOUR=$VARIANT
+[[ $RUNTIME == docker ]] || FLAVOUR+=-$RUNTIME
 ((EUID == 0)) || die "run as root (mmdebstrap root mode, loop-free image assembly needs root-owned files)"
 export PATH=$PATH:/usr/sbin:/sbin
 
@@ -130,13 +158,17 @@ build_base() {
 # Files of the root file system, staged in a folder (root-owned), then turned into
 # partitions with mkfs.ext4 -d and mtools: no loop device and no mount needed.
 stage_rootfs() {
-  STAGE=$CACHE/stage-$VARIANT
+  STAGE=$CACHE/stage-$FLAVOUR
   rm -rf "$STAGE"
   mkdir -p "$STAGE"
-  log "staging the root file system ($VARIANT)"
+  log "staging the root file system ($VARIANT, $RUNTIME)"
   tar --numeric-owner --xattrs --xattrs-include='*' -xpf "$BASE_TAR" -C "$STAGE"
   # smarter-cni + images/rootfs (the overlay tarball of scripts/build-dist.sh)
   tar --numeric-owner -xzf "$OVERLAY_TAR" -C "$STAGE" --no-overwrite-dir
+  # containerd: bridge mode's conflist, setup unit and hostnames unit, k3s without Docker.
+  if [[ $RUNTIME == containerd ]]; then
+    cp -a --no-preserve=ownership "$REPO/images/rootfs-containerd/." "$STAGE/"
+  fi
   # this image's own settings (network, fstab, ssh host keys at first boot...)
   cp -a --no-preserve=ownership "$REPO/images/debian/overlay/." "$STAGE/"
   chown -R 0:0 "$STAGE/etc/systemd/system" "$STAGE/etc/fstab" "$STAGE/etc/hostname"
@@ -156,9 +188,13 @@ stage_rootfs() {
   rm -f "$STAGE"/etc/ssh/ssh_host_*_key "$STAGE"/etc/ssh/ssh_host_*_key.pub "$STAGE/var/lib/dbus/machine-id"
   ln -sf ../run/systemd/resolve/stub-resolv.conf "$STAGE/etc/resolv.conf"
 
-  local units=(docker.service smarter-cni-setup.service smarter-cni-dns.service
+  local units=(smarter-cni-setup.service smarter-cni-dns.service
     smarter-k3s-agent.service smarter-gateway-provision.service systemd-networkd.service
     systemd-resolved.service ssh.service systemd-timesyncd.service)
+  case $RUNTIME in
+    docker) units+=(docker.service) ;;
+    containerd) units+=(smarter-cni-hostnames.service) ;;
+  esac
   if [[ $VARIANT == test ]]; then
     stage_test
     units+=(smarter-boot-test.service)
@@ -235,8 +271,9 @@ stage_test() {
 make_image() {
   local name=smarter-gateway-$SUITE-$ARCH img fat root_mb used_kb boot=$STAGE/boot/firmware
   [[ $VARIANT == test ]] && name+=-test
+  [[ $RUNTIME == docker ]] || name+=-$RUNTIME
   img=$OUT/$name.img
-  fat=$CACHE/boot-$VARIANT.fat
+  fat=$CACHE/boot-$FLAVOUR.fat
   rm -f "$fat" "$img" "$OUT/$name.bmap"
   log "boot partition: FAT32 ${BOOT_MB} MiB ($BOOT_LABEL)"
   truncate -s "${BOOT_MB}M" "$fat"
@@ -248,16 +285,16 @@ make_image() {
   used_kb=$(du -s -k --apparent-size "$STAGE" | cut -f1)
   root_mb=$(((used_kb * 13 / 10) / 1024 + 384))
   log "root partition: ext4 $root_mb MiB ($ROOT_LABEL, $((used_kb / 1024)) MiB used)"
-  truncate -s "${root_mb}M" "$CACHE/root-$VARIANT.ext4"
-  rm -f "$CACHE/root-$VARIANT.ext4"
-  truncate -s "${root_mb}M" "$CACHE/root-$VARIANT.ext4"
-  mkfs.ext4 -q -L "$ROOT_LABEL" -E root_owner=0:0 -d "$STAGE" "$CACHE/root-$VARIANT.ext4"
+  truncate -s "${root_mb}M" "$CACHE/root-$FLAVOUR.ext4"
+  rm -f "$CACHE/root-$FLAVOUR.ext4"
+  truncate -s "${root_mb}M" "$CACHE/root-$FLAVOUR.ext4"
+  mkfs.ext4 -q -L "$ROOT_LABEL" -E root_owner=0:0 -d "$STAGE" "$CACHE/root-$FLAVOUR.ext4"
   truncate -s $((1 + BOOT_MB + root_mb))M "$img"
   printf 'label: dos\nstart=2048, size=%dMiB, type=c, bootable\nstart=%d, type=83\n' \
     "$BOOT_MB" $(((1 + BOOT_MB) * 2048)) | sfdisk -q "$img"
   dd if="$fat" of="$img" bs=1M seek=1 conv=notrunc,sparse status=none
-  dd if="$CACHE/root-$VARIANT.ext4" of="$img" bs=1M seek=$((1 + BOOT_MB)) conv=notrunc,sparse status=none
-  rm -f "$fat" "$CACHE/root-$VARIANT.ext4"
+  dd if="$CACHE/root-$FLAVOUR.ext4" of="$img" bs=1M seek=$((1 + BOOT_MB)) conv=notrunc,sparse status=none
+  rm -f "$fat" "$CACHE/root-$FLAVOUR.ext4"
   bmaptool create -o "$OUT/$name.bmap" "$img" 2>/dev/null
   echo "$KVER" >"$OUT/$name.kernel-version"
   rm -rf "$STAGE"

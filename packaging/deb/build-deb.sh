@@ -20,6 +20,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 REPO=$(cd "$HERE/../.." && pwd -P)
 ROOTFS=$REPO/images/rootfs
+ROOTFS_CONTAINERD=$REPO/images/rootfs-containerd
 TARGET_DIR=${SMARTER_CNI_TARGET_DIR:-$REPO/target}
 OUT=${SMARTER_CNI_DEB_OUT:-$REPO/dist/deb}
 read -r -a ARCHES <<<"${SMARTER_CNI_DEB_ARCHES:-arm64 armhf amd64}"
@@ -79,20 +80,23 @@ Maintainer: $MAINTAINER
 Installed-Size: $3
 Depends: dnsmasq-base | dnsmasq
 Recommends: docker.io
+Suggests: nftables
 Section: net
 Priority: optional
-Description: CNI plugin for IoT gateways running a k3s agent with Docker
+Description: CNI plugin for IoT gateways running a k3s agent
  smarter-cni attaches the pods of a k3s agent running on Docker (cri-dockerd)
- to a Docker user-defined bridge network and gives every pod DNS names there
+ to a Docker user-defined bridge network, or those of k3s's containerd to a
+ bridge of its own (bridge mode), and gives every pod DNS names there
  (hostname, pod name, pod.namespace), so pods on one gateway find each other
  by name. Host-networked pods and native processes ask node DNS (dnsmasq on
  the network's gateway), which answers the same names. The same binary,
  called as "loopback", is the CNI loopback plugin.
  .
  The package installs the plugin in /opt/cni/bin, the CNI configuration, the
- node DNS configuration, the k3s agent drop-in and the systemd units. An
- upgrade keeps the previous binary and restores it when the post-install
- health check (smarter-cni status) fails.
+ node DNS configuration, the k3s agent drop-in and the systemd units, set
+ up for Docker; the containerd variant's own files are in
+ /usr/share/smarter-cni/containerd. An upgrade keeps the previous binary and
+ restores it when the post-install health check (smarter-cni status) fails.
 EOF
 }
 
@@ -107,6 +111,18 @@ build_one() { # $1 arch, $2 version
 
   # The node's system files, unchanged, then the plugin and its loopback link.
   cp -a "$ROOTFS/." "$stage/"
+  # One package for both runtimes: Docker mode is what it installs (existing gateways
+  # stay as they are on upgrade). The containerd variant's own files (conflist, k3s
+  # configuration, bridge-mode setup unit) come in /usr/share/smarter-cni/containerd for
+  # the operator to switch to (README); its hostnames unit is installed, not enabled.
+  local f
+  install -d "$stage/usr/share/$PKG/containerd"
+  while read -r f; do
+    case $f in
+      */smarter-cni-hostnames.service) install -m 0644 "$ROOTFS_CONTAINERD/$f" "$stage/$f" ;;
+      *) install -m 0644 "$ROOTFS_CONTAINERD/$f" "$stage/usr/share/$PKG/containerd/" ;;
+    esac
+  done < <(cd "$ROOTFS_CONTAINERD" && find . -type f -printf '%P\n' | LC_ALL=C sort)
   install -D -m 0755 "$bin" "$stage/opt/cni/bin/smarter-cni"
   ln -s smarter-cni "$stage/opt/cni/bin/loopback"
   install -D -m 0755 "$REPO/packaging/activate" "$stage/usr/lib/smarter-cni/activate"

@@ -5,9 +5,13 @@
 #
 #  - package versions == Cargo.toml version; .hash entries match the files;
 #  - every file the packages, defconfigs, board scripts and provisioning hook
-#    reference exists, and every file of images/rootfs is installed by one of
-#    them (a new unit or config must be wired into the image);
-#  - the units pass `systemd-analyze verify` with warnings as errors;
+#    reference exists, and every file of images/rootfs and of
+#    images/rootfs-containerd is installed by one of them (a new unit or config
+#    must be wired into the image);
+#  - each *_containerd_defconfig is its Docker defconfig without Docker Engine,
+#    with the containerd runtime;
+#  - the units of both runtimes pass `systemd-analyze verify` with warnings as
+#    errors;
 #  - shellcheck on every shell script of the tree;
 #  - each board's genimage.cfg builds an sdcard.img from placeholder inputs
 #    with Debian's genimage;
@@ -19,6 +23,7 @@ set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 EXT="${REPO}/buildroot"
 ROOTFS="${REPO}/images/rootfs"
+ROOTFS_CONTAINERD="${REPO}/images/rootfs-containerd"
 WORK=$(mktemp -d)
 trap 'rm -rf "${WORK}"' EXIT
 
@@ -81,18 +86,34 @@ for h in "${EXT}"/package/*/*.hash; do
 done
 
 # ------------------------------------------------------------------ referenced files
-# images/rootfs files installed by the packages ($(<PKG>_ROOTFS)/path) and by the
-# provisioning hook of post-build.sh.
-claimed="${WORK}/claimed"
+# Files installed by the packages and by the provisioning hook of post-build.sh:
+#   $(<PKG>_ROOTFS)/path             images/rootfs, both runtimes;
+#   $(<PKG>_RUNTIME_ROOTFS)/path     the runtime's own: images/rootfs (Docker) or
+#                                    images/rootfs-containerd, so present in both;
+#   $(<PKG>_CONTAINERD_ROOTFS)/path  images/rootfs-containerd, containerd only.
+claimed="${WORK}/claimed"              # images/rootfs files
+claimed_containerd="${WORK}/claimed-c" # images/rootfs-containerd files
 : >"${claimed}"
+: >"${claimed_containerd}"
+mk_paths() { # <file.mk> <kind: "" | RUNTIME | CONTAINERD>: the paths after $(<PKG>_<kind>_ROOTFS)/
+	# shellcheck disable=SC2016 # make variables, not shell ones
+	grep -o '\$([A-Z0-9_]*_ROOTFS)/[^ \\]*' "$1" | case "$2" in
+	'') grep -v -e '_RUNTIME_ROOTFS)' -e '_CONTAINERD_ROOTFS)' ;;
+	*) grep -e "_$2_ROOTFS)" ;;
+	esac | sed 's|^[^/]*/||'
+}
 for mk in "${EXT}"/package/*/*.mk; do
-	# shellcheck disable=SC2016 # a make variable, not a shell one
-	sed -n 's/.*\$([A-Z0-9_]*_ROOTFS)\/\([^ \\]*\).*/\1/p' "${mk}" >>"${claimed}"
+	mk_paths "${mk}" "" >>"${claimed}"
+	mk_paths "${mk}" RUNTIME | tee -a "${claimed_containerd}" >>"${claimed}"
+	mk_paths "${mk}" CONTAINERD >>"${claimed_containerd}"
 done
 grep -v -e '^#' -e '^[[:space:]]*$' "${EXT}/board/smarter/common/provisioning.files" |
 	awk '{print $2}' >>"${claimed}"
 missing=()
 while read -r p; do [ -f "${ROOTFS}/${p}" ] || missing+=("images/rootfs/${p}"); done <"${claimed}"
+while read -r p; do
+	[ -f "${ROOTFS_CONTAINERD}/${p}" ] || missing+=("images/rootfs-containerd/${p}")
+done <"${claimed_containerd}"
 # Other repository files: license files, the synced Cargo files.
 for mk in "${EXT}"/package/*/*.mk; do
 	for p in $(mk_var "${mk}" "$(basename "${mk}" .mk | tr 'a-z-' 'A-Z_')_LICENSE_FILES"); do
@@ -112,7 +133,7 @@ for d in "${EXT}"/board/smarter/*/genimage.cfg; do
 	[ -x "$(dirname "${d}")/../common/post-image.sh" ] || missing+=("post-image.sh for ${d#"${EXT}"/}")
 done
 if [ ${#missing[@]} -eq 0 ]; then
-	pass "referenced files exist ($(sort -u "${claimed}" | wc -l) from images/rootfs)"
+	pass "referenced files exist ($(sort -u "${claimed}" | wc -l) from images/rootfs, $(sort -u "${claimed_containerd}" | wc -l) from images/rootfs-containerd)"
 else
 	fail "referenced files exist" "${missing[@]}"
 fi
@@ -126,10 +147,36 @@ if [ ${#unclaimed[@]} -eq 0 ]; then
 else
 	fail "images/rootfs files the Buildroot tree does not install (add them to a package .mk or board/smarter/common/provisioning.files)" "${unclaimed[@]}"
 fi
+unclaimed=()
+while read -r f; do
+	grep -qxF "${f}" "${claimed_containerd}" || unclaimed+=("images/rootfs-containerd/${f}")
+done < <(cd "${ROOTFS_CONTAINERD}" && find . -type f | sed 's|^\./||' | sort)
+if [ ${#unclaimed[@]} -eq 0 ]; then
+	pass "every images/rootfs-containerd file is installed by a package (containerd runtime)"
+else
+	fail "images/rootfs-containerd files the Buildroot tree does not install (install them from \$(<PKG>_RUNTIME_ROOTFS) or \$(<PKG>_CONTAINERD_ROOTFS) in a package .mk)" "${unclaimed[@]}"
+fi
+
+# ------------------------------------------------------------------ defconfigs
+# The containerd variant of a board is its Docker defconfig without Docker
+# Engine (and its CLI), with the containerd runtime chosen: nothing else drifts.
+for c in "${EXT}"/configs/*_containerd_defconfig; do
+	d="${c%_containerd_defconfig}_defconfig"
+	want=$(grep -v -e '^BR2_PACKAGE_DOCKER_ENGINE=y$' -e '^BR2_PACKAGE_DOCKER_CLI=y$' "${d}" 2>/dev/null;
+		echo BR2_PACKAGE_SMARTER_CNI_RUNTIME_CONTAINERD=y)
+	if [ ! -f "${d}" ]; then
+		fail "defconfig: ${c##*/} has no Docker twin ${d##*/}"
+	elif out=$(diff <(sort <<<"${want}") <(sort "${c}")); then
+		pass "defconfig: ${c##*/} == ${d##*/} without Docker Engine, containerd runtime"
+	else
+		fail "defconfig: ${c##*/} drifted from ${d##*/} (< expected, > found)" "${out}"
+	fi
+done
 
 # ------------------------------------------------------------------ units
 verify_units() { # <unit>...: systemd-analyze verify in a scratch root, warnings are errors
-	local root="${WORK}/unitroot" out
+	local root out
+	root=$(mktemp -d "${WORK}/unitroot.XXXX")
 	mkdir -p "${root}/usr/lib/systemd"
 	cp -a /usr/lib/systemd/system "${root}/usr/lib/systemd/"
 	# Stand-ins for what the image provides: executables (also every absolute Exec*= path
@@ -163,6 +210,19 @@ elif out=$(verify_units "${units[@]}"); then
 	pass "systemd-analyze verify: ${#units[@]} units, no warnings"
 else
 	fail "systemd-analyze verify" "${out}"
+fi
+# containerd runtime: its own units in place of the same-named ones.
+units_c=()
+for u in "${units[@]}"; do
+	grep -qxF "${u#"${ROOTFS}"/}" "${claimed_containerd}" || units_c+=("${u}")
+done
+while read -r u; do
+	[ -n "${u}" ] && units_c+=("${ROOTFS_CONTAINERD}/${u}")
+done < <(grep '\.service$\|\.timer$\|\.socket$\|\.path$' "${claimed_containerd}" | sort -u)
+if out=$(verify_units "${units_c[@]}"); then
+	pass "systemd-analyze verify (containerd runtime): ${#units_c[@]} units, no warnings"
+else
+	fail "systemd-analyze verify (containerd runtime)" "${out}"
 fi
 
 # ------------------------------------------------------------------ shellcheck
@@ -225,6 +285,21 @@ if "${EXT}/board/smarter/common/post-build.sh" "${t}" >/dev/null 2>&1; then
 	fail "post-build.sh rejects a target without /opt/cni/bin/loopback"
 else
 	pass "post-build.sh rejects a target without /opt/cni/bin/loopback"
+fi
+# Bridge mode (containerd runtime) also needs nft and the hostnames unit.
+ln -s smarter-cni "${t}/opt/cni/bin/loopback"
+cp "${ROOTFS_CONTAINERD}/etc/cni/net.d/10-smarter-cni.conflist" "${t}/etc/cni/net.d/"
+if "${EXT}/board/smarter/common/post-build.sh" "${t}" >/dev/null 2>&1; then
+	fail "post-build.sh rejects a bridge-mode target without nft"
+else
+	pass "post-build.sh rejects a bridge-mode target without nft"
+fi
+mkdir -p "${t}/usr/lib/systemd/system"
+touch "${t}/usr/sbin/nft" "${t}/usr/lib/systemd/system/smarter-cni-hostnames.service"
+if out=$("${EXT}/board/smarter/common/post-build.sh" "${t}" 2>&1); then
+	pass "post-build.sh on a bridge-mode placeholder target"
+else
+	fail "post-build.sh on a bridge-mode placeholder target" "${out}"
 fi
 
 echo "buildroot-check: ${passed} passed, ${failed} failed"

@@ -99,7 +99,20 @@ contents_ok() {
     [ "$(dpkg-deb -f "$deb" Depends)" = "dnsmasq-base | dnsmasq" ] &&
     [ "$(dpkg-deb -f "$deb" Recommends)" = "docker.io" ] &&
     dpkg-deb --ctrl-tarfile "$deb" | tar -xOf - ./conffiles | grep -qx /etc/cni/net.d/10-smarter-cni.conflist &&
-    ! grep -v ' root/root ' <<<"$c" | grep -q .
+    ! grep -v ' root/root ' <<<"$c" | grep -q . &&
+    containerd_tree_ok "$c"
+}
+# The containerd variant's files of images/rootfs-containerd in /usr/share/smarter-cni/
+# containerd (not conffiles), but its hostnames unit, installed in /usr/lib/systemd/system.
+containerd_tree_ok() {
+  local c=$1 f want
+  while read -r f; do
+    case $f in
+      */smarter-cni-hostnames.service) want=./$f ;;
+      *) want=./usr/share/smarter-cni/containerd/${f##*/} ;;
+    esac
+    grep -qF " $want" <<<"$c" || { echo "missing ${want#.}"; return 1; }
+  done < <(cd "$REPO/images/rootfs-containerd" && find . -type f -printf '%P\n')
 }
 for deb in "$WORK"/deb/*.deb; do
   check "$(basename "$deb"): layout, owners, Depends/Recommends, conffiles" contents_ok "$deb"

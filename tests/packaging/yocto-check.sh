@@ -4,8 +4,10 @@
 #   - oelint-adv (pinned, in a venv) on every .bb/.bbappend/.inc of the layer;
 #   - the recipe follows the code: PV == Cargo.toml version, LICENSE == Cargo.toml
 #     license, crates list == Cargo.lock (regenerated and diffed), LIC_FILES_CHKSUM md5 ==
-#     the file, every file:// in SRC_URI exists, every file of images/rootfs is in SRC_URI;
-#   - the units of images/rootfs pass `systemd-analyze verify`, any warning is a failure;
+#     the file, every file:// in SRC_URI exists, every file of images/rootfs and
+#     images/rootfs-containerd is in SRC_URI;
+#   - the units of both variants (images/rootfs; images/rootfs-containerd over it) pass
+#     `systemd-analyze verify`, any warning is a failure;
 #   - the kas files match kas's schema and pin every layer to a branch and a commit.
 # Prints "yocto-check: N passed, M failed" and exits non-zero on any failure.
 set -u -o pipefail
@@ -183,9 +185,9 @@ if what == "src-uri":
 
 if what == "rootfs":
     listed = set(uris(recipe()))
-    rootfs = os.path.join(root, "images", "rootfs")
     missing = []
-    for d, _, files in os.walk(rootfs):
+    for d, _, files in [w for top in ("rootfs", "rootfs-containerd")
+                        for w in os.walk(os.path.join(root, "images", top))]:
         for f in files:
             rel = os.path.relpath(os.path.join(d, f), root)
             if rel not in listed:
@@ -201,7 +203,7 @@ check "recipe: PV equals Cargo.toml's version" recipe_py pv
 check "recipe: LICENSE equals Cargo.toml's license" recipe_py license
 check "recipe: LIC_FILES_CHKSUM md5 matches the file" recipe_py lic-chksum
 check "recipe: every file:// in SRC_URI exists" recipe_py src-uri
-check "recipe: every file of images/rootfs is in SRC_URI" recipe_py rootfs
+check "recipe: every file of images/rootfs and images/rootfs-containerd is in SRC_URI" recipe_py rootfs
 
 crates_match() {
     "$PY" "$ROOT/yocto/scripts/gen-crates-inc.py" --lock "$ROOT/Cargo.lock" --output "$TMP/crates.inc" &&
@@ -215,22 +217,30 @@ check "recipe: smarter-cni-crates.inc matches Cargo.lock (yocto/scripts/gen-crat
 # systemd units (sysinit.target ...), the units under test, and stub executables for
 # their absolute Exec* paths (the real ones are not on this machine). Any output at all,
 # warnings included, fails the check.
+# verify_units <rootfs folder>...: the folders' units, later ones replacing same-named
+# files of earlier ones (the containerd variant: images/rootfs-containerd over images/rootfs).
 verify_units() {
-    local vroot="$TMP/units-root" units=() u exe
+    local vroot="$TMP/units-root-$#" units=() u exe top dirs=()
     mkdir -p "$vroot/usr/lib/systemd/system" "$vroot/etc"
     cp -a /usr/lib/systemd/system/. "$vroot/usr/lib/systemd/system/" 2>/dev/null
-    # Units and their drop-in folders (NAME.service.d/*.conf, loaded with the unit).
-    cp -R "$ROOT"/images/rootfs/usr/lib/systemd/system/. "$vroot/usr/lib/systemd/system/"
-    for u in "$ROOT"/images/rootfs/usr/lib/systemd/system/*; do
-        [ -f "$u" ] && units+=("$vroot/usr/lib/systemd/system/$(basename "$u")")
+    for top in "$@"; do
+        dirs+=("$ROOT/images/$top/usr/lib/systemd/system")
+        # Units and their drop-in folders (NAME.service.d/*.conf, loaded with the unit).
+        cp -R "$ROOT/images/$top/usr/lib/systemd/system/." "$vroot/usr/lib/systemd/system/"
     done
-    [ "${#units[@]}" -gt 0 ] || { echo "no units in images/rootfs"; return 1; }
+    for top in "${dirs[@]}"; do
+        for u in "$top"/*; do
+            [ -f "$u" ] && units+=("$vroot/usr/lib/systemd/system/$(basename "$u")")
+        done
+    done
+    mapfile -t units < <(printf '%s\n' "${units[@]}" | sort -u)
+    [ "${#units[@]}" -gt 0 ] || { echo "no units in $*"; return 1; }
     while read -r exe; do
         [ -e "$vroot$exe" ] && continue
         mkdir -p "$vroot$(dirname "$exe")"
         printf '#!/bin/sh\nexit 0\n' >"$vroot$exe"
         chmod 0755 "$vroot$exe"
-    done < <(find "$ROOT"/images/rootfs/usr/lib/systemd/system -type f -exec \
+    done < <(find "${dirs[@]}" -type f -exec \
                  sed -n -e 's/^Exec[A-Za-z]*=[-@:+!]*\(\/[^ ]*\).*/\1/p' \
                      -e 's/^Exec[A-Za-z]*=[-@:+!]*\([^/ ][^ ]*\).*/\/usr\/bin\/\1/p' {} + | sort -u)
     systemd-analyze verify --man=no --root="$vroot" "${units[@]}" >"$TMP/verify" 2>&1
@@ -238,7 +248,9 @@ verify_units() {
     sed "s|$vroot||g" "$TMP/verify"
     [ "$rc" -eq 0 ] && [ ! -s "$TMP/verify" ] && echo "${#units[@]} units verified"
 }
-check "units: systemd-analyze verify of images/rootfs units, warnings are errors" verify_units
+check "units: systemd-analyze verify of images/rootfs units, warnings are errors" verify_units rootfs
+check "units: systemd-analyze verify of the containerd variant's units, warnings are errors" \
+    verify_units rootfs rootfs-containerd
 
 # --- kas -----------------------------------------------------------------------
 check_kas() {

@@ -20,10 +20,15 @@ while read -r mode path; do
 	install -D -m "${mode}" "${ROOTFS_SRC}/${path}" "${TARGET_DIR}/${path}"
 done
 
-# The wiring the units rely on.
-for f in opt/cni/bin/smarter-cni opt/cni/bin/loopback \
-	etc/cni/net.d/10-smarter-cni.conflist etc/smarter-cni/dnsmasq.conf \
-	usr/sbin/dnsmasq; do
+# The wiring the units rely on; bridge mode (the containerd runtime) also loads
+# its NAT rules with nft and learns hostnames with its own unit.
+wiring="opt/cni/bin/smarter-cni opt/cni/bin/loopback
+	etc/cni/net.d/10-smarter-cni.conflist etc/smarter-cni/dnsmasq.conf
+	usr/sbin/dnsmasq"
+if grep -q '"mode": *"bridge"' "${TARGET_DIR}/etc/cni/net.d/10-smarter-cni.conflist" 2>/dev/null; then
+	wiring="${wiring} usr/sbin/nft usr/lib/systemd/system/smarter-cni-hostnames.service"
+fi
+for f in ${wiring}; do
 	if [ ! -e "${TARGET_DIR}/${f}" ]; then
 		echo "post-build: missing /${f} in the target" >&2
 		exit 1

@@ -1,8 +1,9 @@
-SUMMARY = "CNI plugin for IoT gateways: k3s pods on a Docker network with per-pod DNS names"
-DESCRIPTION = "smarter-cni attaches the pods of a k3s agent running on Docker to a \
-               Docker user network and gives each pod a DNS name. The same binary, \
+SUMMARY = "CNI plugin for IoT gateways: k3s pods on Docker or containerd, with DNS names"
+DESCRIPTION = "smarter-cni attaches the pods of a k3s agent to a Docker user network \
+               (Docker mode) or to a bridge of its own (bridge mode, for k3s's \
+               containerd) and gives each pod a DNS name. The same binary, \
                called as 'loopback', is the CNI loopback plugin, so no CNI plugin set \
-               is needed. 'smarter-cni setup' prepares the node (Docker network, node \
+               is needed. 'smarter-cni setup' prepares the node (pod network, node \
                DNS, CNI configuration)."
 SECTION = "net"
 LICENSE = "Apache-2.0"
@@ -30,9 +31,14 @@ SRC_URI = "file://Cargo.toml;subdir=${BP} \
            file://images/rootfs/usr/lib/smarter-cni/provision;subdir=${BP} \
            file://images/rootfs/usr/lib/systemd/system/smarter-gateway-provision.service;subdir=${BP} \
            file://images/rootfs/usr/lib/systemd/system/smarter-k3s-agent.service.d/10-provision.conf;subdir=${BP} \
+           file://images/rootfs-containerd/etc/cni/net.d/10-smarter-cni.conflist;subdir=${BP} \
+           file://images/rootfs-containerd/etc/rancher/k3s/config.yaml.d/10-smarter-cni.yaml;subdir=${BP} \
+           file://images/rootfs-containerd/usr/lib/systemd/system/smarter-cni-setup.service;subdir=${BP} \
+           file://images/rootfs-containerd/usr/lib/systemd/system/smarter-cni-hostnames.service;subdir=${BP} \
 "
-# A file added to images/rootfs must be listed above, installed and packaged below:
-# tests/packaging/yocto-check.sh fails until every file of images/rootfs is in SRC_URI.
+# A file added to images/rootfs or images/rootfs-containerd must be listed above, installed
+# and packaged below: tests/packaging/yocto-check.sh fails until every file of both is in
+# SRC_URI.
 
 # Crates from Cargo.lock; regenerate with yocto/scripts/gen-crates-inc.py (the same
 # output as `bitbake -c update_crates smarter-cni`).
@@ -54,6 +60,21 @@ CNI_BINDIR = "${libexecdir}/cni"
 SMARTER_CNI_STAGED = "${libexecdir}/smarter-cni/smarter-cni"
 ROOTFS_SRC = "${S}/images/rootfs"
 
+# SMARTER_CNI_RUNTIME (conf/layer.conf): "docker", or "containerd" for the files of
+# images/rootfs-containerd (bridge-mode conflist and setup unit, k3s without Docker) and
+# smarter-cni-hostnames.service.
+RUNTIME_SRC = "${@bb.utils.contains('SMARTER_CNI_RUNTIME', 'containerd', '${S}/images/rootfs-containerd', '${ROOTFS_SRC}', d)}"
+SMARTER_CNI_HOSTNAMES_UNIT = "${@bb.utils.contains('SMARTER_CNI_RUNTIME', 'containerd', 'smarter-cni-hostnames.service', '', d)}"
+
+# Anything else would silently build the Docker variant.
+do_install[prefuncs] += "smarter_cni_check_runtime"
+smarter_cni_check_runtime[doc] = "Fails the build unless SMARTER_CNI_RUNTIME is docker or containerd"
+python smarter_cni_check_runtime() {
+    runtime = d.getVar('SMARTER_CNI_RUNTIME')
+    if runtime not in ('docker', 'containerd'):
+        bb.fatal('SMARTER_CNI_RUNTIME must be "docker" or "containerd", not "%s" (set it in local.conf)' % runtime)
+}
+
 do_install() {
     install -D -m 0755 ${B}/target/${CARGO_TARGET_SUBDIR}/smarter-cni ${D}${SMARTER_CNI_STAGED}
     install -D -m 0755 ${S}/packaging/activate ${D}${nonarch_libdir}/smarter-cni/activate
@@ -61,19 +82,23 @@ do_install() {
     install -d ${D}/opt/cni
     ln -s ${CNI_BINDIR} ${D}/opt/cni/bin
 
-    install -D -m 0644 ${ROOTFS_SRC}/etc/cni/net.d/10-smarter-cni.conflist \
+    install -D -m 0644 ${RUNTIME_SRC}/etc/cni/net.d/10-smarter-cni.conflist \
         ${D}${sysconfdir}/cni/net.d/10-smarter-cni.conflist
     install -D -m 0644 ${ROOTFS_SRC}/usr/lib/tmpfiles.d/smarter-cni.conf \
         ${D}${nonarch_libdir}/tmpfiles.d/smarter-cni.conf
     install -D -m 0644 ${ROOTFS_SRC}/etc/smarter-cni/dnsmasq.conf \
         ${D}${sysconfdir}/smarter-cni/dnsmasq.conf
-    install -D -m 0644 ${ROOTFS_SRC}/etc/rancher/k3s/config.yaml.d/10-smarter-cni.yaml \
+    install -D -m 0644 ${RUNTIME_SRC}/etc/rancher/k3s/config.yaml.d/10-smarter-cni.yaml \
         ${D}${sysconfdir}/rancher/k3s/config.yaml.d/10-smarter-cni.yaml
 
     install -d ${D}${systemd_system_unitdir}
-    for unit in smarter-cni-setup.service smarter-cni-dns.service smarter-k3s-agent.service \
-                smarter-gateway-provision.service; do
+    install -m 0644 ${RUNTIME_SRC}/usr/lib/systemd/system/smarter-cni-setup.service \
+        ${D}${systemd_system_unitdir}/smarter-cni-setup.service
+    for unit in smarter-cni-dns.service smarter-k3s-agent.service smarter-gateway-provision.service; do
         install -m 0644 ${ROOTFS_SRC}/usr/lib/systemd/system/$unit ${D}${systemd_system_unitdir}/$unit
+    done
+    for unit in ${SMARTER_CNI_HOSTNAMES_UNIT}; do
+        install -m 0644 ${RUNTIME_SRC}/usr/lib/systemd/system/$unit ${D}${systemd_system_unitdir}/$unit
     done
 
     # First-boot provisioning: the boot partition's smarter-gateway.conf becomes the k3s
@@ -105,16 +130,19 @@ CONFFILES:${PN}-dns = "${sysconfdir}/smarter-cni/dnsmasq.conf"
 CONFFILES:${PN}-k3s-agent = "${sysconfdir}/rancher/k3s/config.yaml.d/10-smarter-cni.yaml"
 
 SYSTEMD_PACKAGES = "${PN} ${PN}-dns ${PN}-k3s-agent"
-SYSTEMD_SERVICE:${PN} = "smarter-cni-setup.service"
+SYSTEMD_SERVICE:${PN} = "smarter-cni-setup.service ${SMARTER_CNI_HOSTNAMES_UNIT}"
 SYSTEMD_SERVICE:${PN}-dns = "smarter-cni-dns.service"
 # Enabled at boot; the agent starts only once provisioning has written the server URL
 # and token (ConditionPathExists in the unit, Requires= in its drop-in).
 SYSTEMD_SERVICE:${PN}-k3s-agent = "smarter-gateway-provision.service smarter-k3s-agent.service"
 SYSTEMD_AUTO_ENABLE = "enable"
 
-RDEPENDS:${PN} = "docker"
+# Docker mode needs the engine; bridge mode `nft` (meta-networking's nftables) for its NAT
+# base ruleset.
+SMARTER_CNI_RUNTIME_RDEPENDS = "${@bb.utils.contains('SMARTER_CNI_RUNTIME', 'containerd', 'nftables', 'docker', d)}"
+RDEPENDS:${PN} = "${SMARTER_CNI_RUNTIME_RDEPENDS}"
 RDEPENDS:${PN}-dns = "${PN} dnsmasq"
-RDEPENDS:${PN}-k3s-agent = "${PN} ${PN}-dns docker k3s"
+RDEPENDS:${PN}-k3s-agent = "${PN} ${PN}-dns ${SMARTER_CNI_RUNTIME_RDEPENDS} k3s"
 
 # Both ship /opt/cni/bin and a loopback plugin; smarter-cni replaces the 45 MB set.
 RCONFLICTS:${PN} = "cni"

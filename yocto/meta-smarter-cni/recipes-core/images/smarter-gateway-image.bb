@@ -1,5 +1,5 @@
-SUMMARY = "Raspberry Pi IoT gateway: k3s agent on Docker with smarter-cni networking"
-DESCRIPTION = "A systemd image with Docker, the k3s agent, smarter-cni and its \
+SUMMARY = "Raspberry Pi IoT gateway: k3s agent with smarter-cni networking"
+DESCRIPTION = "A systemd image with the k3s agent, Docker or not (SMARTER_CNI_RUNTIME), smarter-cni and its \
                node DNS (dnsmasq), and an SSH server. The k3s agent starts once \
                the gateway is provisioned with the server URL and token."
 LICENSE = "MIT"
@@ -17,7 +17,7 @@ IMAGE_INSTALL = "packagegroup-core-boot \
                  ${CORE_IMAGE_EXTRA_INSTALL} \
 "
 
-# Room for Docker images and k3s state in /var/lib.
+# Room for container images and k3s state in /var/lib.
 IMAGE_ROOTFS_EXTRA_SPACE ?= "1048576"
 
 # dnsmasq's own dnsmasq.service (all interfaces, /etc/dnsmasq.conf) would compete

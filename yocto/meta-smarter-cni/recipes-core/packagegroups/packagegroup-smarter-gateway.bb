@@ -1,19 +1,23 @@
-SUMMARY = "smarter-cni gateway: Docker, k3s agent, smarter-cni and its node DNS"
+SUMMARY = "smarter-cni gateway: k3s agent, smarter-cni and its node DNS, Docker or not"
 DESCRIPTION = "Everything a Raspberry Pi IoT gateway needs to join a k3s \
-               cluster as an agent that runs its pods on Docker with smarter-cni \
-               networking."
+               cluster as an agent that runs its pods on Docker or on k3s's \
+               containerd (SMARTER_CNI_RUNTIME) with smarter-cni networking."
 
 inherit packagegroup
 
-RDEPENDS:${PN} = "docker \
+# Docker Engine in the Docker variant only; the containerd variant's nftables comes with
+# smarter-cni.
+SMARTER_GATEWAY_ENGINE = "${@bb.utils.contains('SMARTER_CNI_RUNTIME', 'containerd', '', 'docker', d)}"
+RDEPENDS:${PN} = "${SMARTER_GATEWAY_ENGINE} \
                   k3s \
                   smarter-cni \
                   smarter-cni-dns \
                   smarter-cni-k3s-agent \
 "
 
-# Docker needs bridge and veth; k3s needs br_netfilter and the xt_* matches for
-# kube-proxy rules. Built-in on some kernels, modules on others.
+# Docker and bridge mode need bridge and veth; k3s needs br_netfilter and the xt_* matches
+# for kube-proxy rules; bridge mode's NAT needs nf_tables' nat and masquerade. Built-in on
+# some kernels, modules on others.
 RRECOMMENDS:${PN} = "kernel-module-bridge \
                      kernel-module-br-netfilter \
                      kernel-module-veth \
@@ -21,4 +25,6 @@ RRECOMMENDS:${PN} = "kernel-module-bridge \
                      kernel-module-xt-addrtype \
                      kernel-module-xt-conntrack \
                      kernel-module-xt-masquerade \
+                     ${SMARTER_GATEWAY_NFT_MODULES} \
 "
+SMARTER_GATEWAY_NFT_MODULES = "${@bb.utils.contains('SMARTER_CNI_RUNTIME', 'containerd', 'kernel-module-nf-tables kernel-module-nft-nat kernel-module-nft-masq kernel-module-nft-ct', '', d)}"
