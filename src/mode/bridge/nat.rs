@@ -402,7 +402,11 @@ pub fn add_port_mappings(net: &NatNet, pod: Ipv4Addr, owner: &Owner, mappings: &
             Op::Add { set: BY_IP, elements: &new_ip },
         ];
         match nft.commit(generation, &table, &ops) {
-            Ok(()) => return Ok(()),
+            Ok(()) if mine.is_empty() => return Ok(()),
+            Ok(()) => {
+                nft.close_aside();
+                return Ok(());
+            }
             Err(e) if lost_race(&e) => continue,
             Err(e) => return Err(NatError::Io(e)),
         }
@@ -428,7 +432,12 @@ pub fn remove_port_mappings(net: &NatNet, attachment_id: &str) -> io::Result<usi
         };
         let (any, by_ip) = (mine(ANY), mine(BY_IP));
         match nft.commit(generation, &table, &[Op::Delete { set: ANY, elements: &any }, Op::Delete { set: BY_IP, elements: &by_ip }]) {
-            Ok(()) => return Ok(any.len() + by_ip.len()),
+            Ok(()) => {
+                if !any.is_empty() || !by_ip.is_empty() {
+                    nft.close_aside();
+                }
+                return Ok(any.len() + by_ip.len());
+            }
             Err(e) if lost_race(&e) => continue,
             Err(e) => return Err(e),
         }
