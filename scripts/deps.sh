@@ -12,6 +12,7 @@ PACKAGES=(
   golang-go        # builds cnitool (Go 1.19)
   curl             # engines.sh pings the daemons over their sockets
   iproute2 iptables jq file shellcheck qemu-user-static procps util-linux kmod
+  nftables         # nft: bridge mode `setup` loads its NAT table; tests inspect it
 )
 
 missing=()

@@ -46,8 +46,9 @@ pub fn leases(config: &PluginConfig) -> LeaseStore {
     LeaseStore::new(&config.bridge.leases_dir)
 }
 
-pub fn nat_net(config: &PluginConfig) -> NatNet {
-    NatNet { network: config.network.clone(), subnet: config.subnet, bridge: config.bridge.name.clone() }
+/// The NAT rules' view of the network. The configuration already validated both names.
+pub fn nat_net(config: &PluginConfig) -> Result<NatNet, CniError> {
+    NatNet::new(&config.network, &config.bridge.name, config.subnet).map_err(CniError::invalid_config)
 }
 
 fn kernel_error(what: String, err: io::Error) -> CniError {
@@ -73,7 +74,7 @@ fn require_ifname(ifname: &str) -> Result<(), CniError> {
 fn requested_ports(call: &Call) -> Result<Vec<PortMapping>, CniError> {
     match call.conf.raw.get("runtimeConfig").and_then(|rc| rc.get("portMappings")) {
         None | Some(serde_json::Value::Null) => Ok(Vec::new()),
-        Some(list) => PortMapping::parse_list(list)
+        Some(list) => serde_json::from_value(list.clone())
             .map_err(|e| CniError::invalid_config(format!("runtimeConfig.portMappings: {e}"))),
     }
 }
@@ -83,8 +84,10 @@ impl BridgeMode {
         LeaseKey { container_id: call.env.container_id.clone(), ifname: call.env.ifname.clone() }
     }
 
-    fn owner(&self, call: &Call) -> Owner {
-        Owner { attachment_id: call.env.container_id.clone(), pod: call.env.args.pod_ref() }
+    fn owner(&self, call: &Call) -> Result<Owner, CniError> {
+        let args = &call.env.args;
+        let (namespace, pod) = (args.pod_namespace.as_deref().unwrap_or(""), args.pod_name.as_deref().unwrap_or(""));
+        Owner::new(&call.env.container_id, namespace, pod).map_err(CniError::invalid_env)
     }
 
     /// The pod's interface: found as an earlier ADD left it (`false`), or made now (`true`).
@@ -128,7 +131,9 @@ impl BridgeMode {
             }
         }
         let mut held = false;
-        match nat::remove_port_mappings(&nat_net(&self.config), container_id) {
+        // hostPorts first: the kernel's wait after deleting map elements then overlaps the
+        // veth's deletion.
+        match nat::remove_port_mappings(&nat_net(&self.config)?, container_id) {
             Ok(removed) => held |= removed > 0,
             // No table means no hostPorts to remove (setup never ran, or the rules were flushed).
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -154,6 +159,8 @@ impl PodNetwork for BridgeMode {
             return Err(CniError::invalid_env("CNI_NETNS is empty: bridge mode needs the pod's network namespace"));
         }
         let ports = requested_ports(call)?;
+        let nat = nat_net(config)?;
+        let owner = self.owner(call)?;
         link::ensure_bridge(&config.bridge.name, config.gateway, config.subnet.prefix_len)
             .map_err(|e| kernel_error(format!("cannot set up bridge {} ({}/{})", config.bridge.name, config.gateway, config.subnet.prefix_len), e))?;
         let key = self.key(call);
@@ -173,14 +180,11 @@ impl PodNetwork for BridgeMode {
         };
         let fresh = new_lease || new_link;
         if !ports.is_empty() {
-            if let Err(err) = nat::add_port_mappings(&nat_net(config), lease.address, &self.owner(call), &ports) {
+            if let Err(err) = nat::add_port_mappings(&nat, lease.address, &owner, &ports) {
                 if fresh {
                     let _ = self.unplug(&key.container_id, Some(&key.ifname));
                 }
-                return Err(match err {
-                    nat::NatError::Taken(msg) => CniError::new(code::ENGINE_FAILURE, msg),
-                    nat::NatError::Io(e) => kernel_error("cannot program the pod's hostPorts".to_string(), e),
-                });
+                return Err(err.into());
             }
         }
         // containerd 1.7 writes the hostname before ADD; 2.x after (the hostnames service adds it).
@@ -278,7 +282,7 @@ impl PodNetwork for BridgeMode {
             link::check_bridge(&config.bridge.name, config.gateway, config.subnet.prefix_len).map_err(not_ready)?;
         }
         leases(config).check_usable().map_err(|e| not_ready(format!("address store {}: {e}", config.bridge.leases_dir.display())))?;
-        nat::check_base_ruleset(&nat_net(config)).map_err(|e| not_ready(format!("{e}; run smarter-cni setup")))?;
+        nat::check_base_ruleset(&nat_net(config)?).map_err(|e| not_ready(format!("{e}; run smarter-cni setup")))?;
         Ok(())
     }
 }

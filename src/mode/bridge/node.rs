@@ -17,16 +17,19 @@ pub fn setup(config: &PluginConfig, report: &mut Report) {
         Ok(true) => report.add(Level::Changed, format!("bridge {bridge} {address} (created or repaired)")),
         Err(e) => return report.add(Level::Error, format!("cannot set up bridge {bridge} {address}: {e}")),
     }
-    match nat::forwarding_enabled() {
+    let net = match nat_net(config) {
+        Ok(net) => net,
+        Err(e) => return report.add(Level::Error, e.msg),
+    };
+    match forwarding_on(config) {
         Ok(true) => report.add(Level::Ok, "IPv4 forwarding on"),
-        _ => match nat::ensure_forwarding() {
-            Ok(()) => report.add(Level::Changed, "turned IPv4 forwarding on (net.ipv4.ip_forward=1)"),
+        _ => match nat::ensure_forwarding(&net) {
+            Ok(()) => report.add(Level::Changed, format!("turned IPv4 forwarding on (ip_forward, route_localnet on {bridge})")),
             Err(e) => report.add(Level::Error, format!("cannot turn IPv4 forwarding on: {e}; pods will have no egress")),
         },
     }
-    let net = nat_net(config);
     let already = nat::check_base_ruleset(&net).is_ok();
-    match nat::load_base_ruleset(&nat::base_ruleset(&net)) {
+    match nat::load_base_ruleset(&net) {
         Ok(()) if already => report.add(Level::Ok, format!("NAT rules for {} (masquerade, hostPorts) reloaded", config.subnet)),
         Ok(()) => report.add(Level::Changed, format!("loaded NAT rules for {} (masquerade, hostPorts)", config.subnet)),
         Err(e) => report.add(Level::Error, format!("cannot load the NAT rules: {e}; is nftables (nft) installed?")),
@@ -46,17 +49,33 @@ pub fn setup(config: &PluginConfig, report: &mut Report) {
     }
 }
 
+/// `ip_forward` (egress, hostPorts from other hosts) and the bridge's `route_localnet`
+/// (hostPorts on 127.0.0.1) are both on.
+fn forwarding_on(config: &PluginConfig) -> std::io::Result<bool> {
+    let on = |path: String| std::fs::read_to_string(path).map(|v| v.trim() == "1");
+    Ok(on("/proc/sys/net/ipv4/ip_forward".into())? && on(format!("/proc/sys/net/ipv4/conf/{}/route_localnet", config.bridge.name))?)
+}
+
 pub fn status(config: &PluginConfig, status: &mut Status) {
     let bridge = &config.bridge.name;
-    let net = nat_net(config);
+    let net = match nat_net(config) {
+        Ok(net) => net,
+        Err(e) => {
+            status.check("network", Err((e.msg, "fix the conflist".into())));
+            return;
+        }
+    };
     let result = link::check_bridge(bridge, config.gateway, config.subnet.prefix_len)
         .map(|()| format!("bridge {bridge} {}/{} ({})", config.gateway, config.subnet.prefix_len, config.subnet))
         .map_err(|e| (e, "run smarter-cni setup".to_string()));
     status.check("network", result);
-    let forwarding = match nat::forwarding_enabled() {
+    let forwarding = match forwarding_on(config) {
         Ok(true) => Ok("IPv4 forwarding on".to_string()),
-        Ok(false) => Err(("IPv4 forwarding is off: pods cannot reach beyond the node".to_string(), "run smarter-cni setup".to_string())),
-        Err(e) => Err((format!("cannot read net.ipv4.ip_forward: {e}"), "check /proc/sys/net/ipv4/ip_forward".to_string())),
+        Ok(false) => Err((
+            format!("IPv4 forwarding (ip_forward, or route_localnet on {bridge}) is off: pods cannot reach beyond the node"),
+            "run smarter-cni setup".to_string(),
+        )),
+        Err(e) => Err((format!("cannot read the forwarding settings: {e}"), "run smarter-cni setup (it makes the bridge)".to_string())),
     };
     status.check("forwarding", forwarding);
     let rules = nat::check_base_ruleset(&net)
@@ -93,7 +112,7 @@ pub fn status(config: &PluginConfig, status: &mut Status) {
                 .filter(|(_, _, owner)| owner.attachment_id == lease.key.container_id)
                 .map(|(m, _, _)| ShownPort {
                     host_port: m.host_port,
-                    protocol: format!("{:?}", m.protocol).to_lowercase(),
+                    protocol: m.protocol.to_string(),
                     host_ip: m.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
                     container_port: m.container_port,
                 })
