@@ -3,12 +3,14 @@
 #   1.7 = Debian trixie's containerd 1.7.x (config version 2)
 #   2.1 = Debian sid's containerd 2.1.x    (config version 3)
 # Both run on bookworm with bookworm's /usr/sbin/runc (see FIELD-NOTES, "Real containerd here").
-# Usage: scripts/containerd.sh fetch|start|stop|status|env [1.7|2.1]
+# Usage: scripts/containerd.sh fetch|start|stop|clean|status|env [1.7|2.1]
 #   fetch   download and unpack both .debs (once; cached in $CACHE/containerd) and build the
 #           busybox OCI image tar (offline, from Debian's busybox-static)
 #   start   fetch, then start both daemons (idempotent; a daemon whose config changed, e.g.
 #           other CNI dirs, is restarted) and import the test image into each
 #   stop    SIGTERM, wait, end their shims, unmount what they left below their own dirs
+#   clean   stop, then remove the daemons' state and what test pods left on the host
+#           (after an interrupted run; `start` again afterwards)
 #   status  version of each daemon
 #   env     shell lines: SMARTER_CNI_TEST_CONTAINERD17=<socket>, ..._CONF_DIR, ..._BIN_DIR,
 #           ..._CRI_ROOT (and the same for 21), SMARTER_CNI_TEST_CONTAINERD_IMAGE;
@@ -303,7 +305,7 @@ stop_daemon() {
   # Shims outlive containerd by design; end only this daemon's (their command line names
   # its socket), and remove the sockets they listened on (/run/containerd/s/<hash>).
   for pid in $(pgrep -f -- "-address $(sock "$v")" || true); do
-    for s in $(ss -xlpn 2>/dev/null | awk -v p="pid=$pid," 'index($0, p) { print $5 }' | grep '^/run/containerd/s/' || true); do
+    for s in $(ss -xlpn 2>/dev/null | awk -v p="pid=$pid," 'index($0, p) { for (i = 1; i <= NF; i++) if (index($i, "/run/containerd/s/") == 1) print $i }'); do
       rm -f "$s"
     done
     kill -KILL "$pid" 2>/dev/null || true
@@ -325,6 +327,41 @@ cmd_start() {
 cmd_stop() {
   local v
   for v in "${VERSIONS[@]}"; do stop_daemon "$v"; done
+}
+
+# After an interrupted test run: stop, then drop all daemon state (sandboxes, netns,
+# snapshots; `start` re-imports the image in a second) and what the test pods' network left
+# on the host: their processes, libcni's cache entries, pod cgroups, test bridges.
+cmd_clean() {
+  local v d c
+  cmd_stop
+  # Containers outlive their killed shims; the pod cgroups name them all.
+  local roots=() pids i
+  for c in /sys/fs/cgroup/pids/smarter-cni-test /sys/fs/cgroup/smarter-cni-test; do [[ -d "$c" ]] && roots+=("$c"); done
+  for ((i = 0; i < 50 && ${#roots[@]} > 0; i++)); do
+    pids=$(find "${roots[@]}" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u)
+    [[ -z "$pids" ]] && break
+    # shellcheck disable=SC2086 # one pid per word
+    kill -KILL $pids 2>/dev/null || true
+    sleep 0.1
+  done
+  for v in "${VERSIONS[@]}"; do
+    rm -rf "$(data_root "$v")" "$(dir "$v")/state" "$RUN_DIR/cri-$(tag "$v")"
+  done
+  # libcni's cache entries of our pods (any network, e.g. cni-loopback): by their netns path.
+  if [[ -d /var/lib/cni/results ]]; then
+    for v in "${VERSIONS[@]}"; do
+      grep -lF "\"netns\":\"$(dir "$v")/" /var/lib/cni/results/* 2>/dev/null | xargs -r rm -f || true
+    done
+  fi
+  # Pod cgroups (tests use /smarter-cni-test/cri-<tag>/pod<uid>), deepest first.
+  for c in /sys/fs/cgroup/*/smarter-cni-test /sys/fs/cgroup/smarter-cni-test; do
+    [[ -d "$c" ]] || continue
+    find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  done
+  for d in $(ip -o link show type bridge 2>/dev/null | awk -F': ' '$2 ~ /^sct-cri/ { print $2 }'); do
+    ip link del "$d" 2>/dev/null || true
+  done
 }
 
 cmd_status() {
@@ -366,7 +403,7 @@ cmd_env() {
 [[ -x "$RUNC" || "${1:-}" != start ]] || die "$RUNC missing: run scripts/deps.sh (runc)"
 
 case "${1:-}" in
-  fetch | start | stop)
+  fetch | start | stop | clean)
     mkdir -p "$RUN_DIR" "$CACHE"
     # Serialise concurrent calls (parallel test jobs); the daemons close fd 9 (9>&- above).
     exec 9>"$RUN_DIR/containerd.lock"
@@ -375,5 +412,5 @@ case "${1:-}" in
     ;;
   status) cmd_status ;;
   env) cmd_env "${2:-}" ;;
-  *) die "usage: $0 fetch|start|stop|status|env [1.7|2.1]" ;;
+  *) die "usage: $0 fetch|start|stop|clean|status|env [1.7|2.1]" ;;
 esac
