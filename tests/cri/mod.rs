@@ -162,7 +162,7 @@ impl TestCtx {
             let name = entry.file_name().to_string_lossy().into_owned();
             let Some(stem) = name.strip_suffix(".env") else { continue };
             let base = self.calls_dir().join(stem);
-            let env: HashMap<String, String> = std::fs::read(&base.with_extension("env"))
+            let env: HashMap<String, String> = std::fs::read(base.with_extension("env"))
                 .unwrap_or_default()
                 .split(|b| *b == 0)
                 .filter_map(|kv| {
