@@ -277,11 +277,11 @@ start_daemon() {
 
 ensure_image() {
   local v=$1 tar
-  if ctr_ "$v" -n k8s.io images ls -q 2>/dev/null | grep -qxF "$IMAGE"; then return 0; fi
+  if ctr_ "$v" -n k8s.io images ls -q 2>/dev/null | grep -xF "$IMAGE" >/dev/null; then return 0; fi
   tar=$(build_image_tar)
   log "$v: importing $IMAGE"
   ctr_ "$v" -n k8s.io images import "$tar" >/dev/null || die "$v: ctr images import $tar failed"
-  ctr_ "$v" -n k8s.io images ls -q | grep -qxF "$IMAGE" || die "$v: $IMAGE not listed after import"
+  ctr_ "$v" -n k8s.io images ls -q | grep -xF "$IMAGE" >/dev/null || die "$v: $IMAGE not listed after import"
 }
 
 stop_pidfile() {
