@@ -11,6 +11,8 @@ PACKAGES=(
   bind9-dnsutils   # dig/nslookup on the host
   golang-go        # builds cnitool (Go 1.19)
   curl             # engines.sh pings the daemons over their sockets
+  runc             # bookworm's runc 1.1.5: the runtime of containerd.sh's daemons too
+  containernetworking-plugins # reference bridge/host-local/loopback (containerd tests, benchmarks)
   iproute2 iptables jq file shellcheck qemu-user-static procps util-linux kmod
   nftables         # nft: bridge mode `setup` loads its NAT table; tests inspect it
 )

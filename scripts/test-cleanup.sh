@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Removes what an interrupted test run may have left on the test engines: containers the
-# harness labelled, networks it named sct-*, and its folders under /run. Idempotent.
+# harness labelled, networks it named sct-*, and its folders under /run; the test containerds'
+# pods and state (scripts/containerd.sh clean: start them again afterwards). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 set -a
@@ -24,3 +25,4 @@ pkill -f -- '--conf-file=/run/smarter-cni-test/' 2>/dev/null || true
 for ns in $(ip netns list | awk '/^sct-/ {print $1}'); do ip netns del "$ns"; done
 rm -rf /run/smarter-cni-test/records /run/smarter-cni-test/node-* /run/smarter-cni-test/cnitool-* \
   /run/smarter-cni-test/bin-* /run/smarter-cni-test/stopped-* /run/smarter-cni-test/hung-*
+scripts/containerd.sh clean
