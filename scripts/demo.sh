@@ -2,7 +2,9 @@
 # A local demo node: Docker 26.1 (the engine where the 2019 design's DNS breaks), the
 # shipped conflist and node DNS config, and two pods started the way k3s's cri-dockerd
 # starts them. Shows the pods resolving each other by name, and node DNS answering.
-# Usage: scripts/demo.sh [d20|d26] [--keep]     (as root, on Debian 12)
+# `bridge` shows bridge mode instead: a real containerd 2.1, no Docker in the pod path, two
+# pods started through the CRI as the kubelet starts them (examples/containerd-demo.rs).
+# Usage: scripts/demo.sh [d20|d26|bridge] [--keep]     (as root, on Debian 12)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,14 +12,26 @@ engine=d26
 keep=0
 for arg in "$@"; do
   case $arg in
-    d20 | d26) engine=$arg ;;
+    d20 | d26 | bridge) engine=$arg ;;
     --keep) keep=1 ;;
-    *) echo "usage: $0 [d20|d26] [--keep]" >&2; exit 2 ;;
+    *) echo "usage: $0 [d20|d26|bridge] [--keep]" >&2; exit 2 ;;
   esac
 done
 [[ $(id -u) == 0 ]] || { echo "demo.sh: run as root" >&2; exit 1; }
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+if [[ $engine == bridge ]]; then
+  ((keep == 0)) || echo "demo.sh: --keep applies to the Docker demo only; the bridge demo removes its pods" >&2
+  say "Preparing: packages, a private containerd 2.1, the release build"
+  scripts/deps.sh
+  scripts/containerd.sh start >/dev/null
+  cargo build --release --locked --quiet
+  set -a
+  eval "$(scripts/containerd.sh env 2.1)"
+  set +a
+  SMARTER_CNI_PLUGIN=$PWD/target/release/smarter-cni exec cargo run --release --locked --quiet --example containerd-demo
+fi
 
 say "Preparing: packages, a private Docker engine ($engine), the release build"
 scripts/deps.sh

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test tier, as root on Debian 12:
 #   1. unit tests (seconds, no engine);
-#   2. the integration suites against real Docker 20.10 and 26.1 engines, real dnsmasq,
-#      real network namespaces and libcni's cnitool;
+#   2. Docker mode's integration suites against real Docker 20.10 and 26.1 engines, real
+#      dnsmasq, real network namespaces and libcni's cnitool; bridge mode's on the real
+#      kernel (bridge, veths, nftables), through cnitool and under real containerd 1.7 and 2.1;
 #   3. packaging checks (Yocto, Buildroot, .deb upgrade under load), the static cross builds
 #      run under qemu, and the gateway image (provisioning, flashing, build, QEMU boot).
 # Installs what it needs on first use (scripts/deps.sh, engines.sh, cnitool.sh).
@@ -48,6 +49,19 @@ run_suites "Docker 26.1" "$D26_HOST" 172.31
 # Bridge mode needs no engine: real netns, bridge, veths, nftables, cnitool.
 step "bridge mode: kernel, address store, NAT, the verbs and cnitool"
 SMARTER_CNI_TEST_BRIDGE_BASE=172.33 cargo test --locked --test bridge --test bridge_link --test bridge_nat -- --test-threads=4
+
+# Bridge mode under real containerd daemons (Debian trixie's 1.7 and sid's 2.1), driven
+# through their CRI sockets as the kubelet drives them.
+scripts/containerd.sh start
+for version in 1.7 2.1; do
+  step "bridge mode on containerd $version (CRI)"
+  (
+    set -a
+    eval "$(scripts/containerd.sh env "$version")"
+    set +a
+    cargo test --locked --test containerd -- --test-threads=4
+  )
+done
 
 for extra in tests/packaging/*.sh; do
   [[ -e "$extra" ]] || continue

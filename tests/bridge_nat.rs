@@ -7,11 +7,11 @@
 
 use smarter_cni::ipv4::Ipv4Net;
 use smarter_cni::mode::bridge::nat::{self, NatError, NatNet, Owner, PortMapping, Protocol};
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+mod traffic;
+
+use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use traffic::{in_ns, seen, tcp_from, udp_from, Echo};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
@@ -32,18 +32,6 @@ fn nft_in(ns: &str, args: &str) -> String {
     let out = Command::new("ip").args(["netns", "exec", ns, "nft"]).args(args.split_whitespace()).output().expect("nft");
     assert!(out.status.success(), "nft {args}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Runs `f` on a thread inside the namespace (children it spawns, e.g. `nft`, inherit it).
-fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            smarter_cni::netns::enter(format!("/run/netns/{ns}").as_ref()).expect("setns");
-            f()
-        })
-        .join()
-        .expect("thread in netns")
-    })
 }
 
 /// The node, pod, LAN host and internet host namespaces; removed on drop.
@@ -115,92 +103,6 @@ impl Drop for Topology {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
-}
-
-/// TCP and UDP servers in a namespace that answer every connection or datagram with
-/// `<tag> <peer address>`; stopped on drop.
-struct Echo {
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Echo {
-    fn start(ns: &str, tag: &'static str, tcp: u16, udp: u16) -> Echo {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let ns_path = format!("/run/netns/{ns}");
-        let (s, path) = (stop.clone(), ns_path.clone());
-        let ready = ready_tx.clone();
-        let tcp_thread = std::thread::spawn(move || {
-            smarter_cni::netns::enter(path.as_ref()).unwrap();
-            let listener = TcpListener::bind(("0.0.0.0", tcp)).unwrap();
-            listener.set_nonblocking(true).unwrap();
-            ready.send(()).unwrap();
-            while !s.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((mut conn, peer)) => {
-                        let _ = conn.write_all(format!("{tag} {peer}").as_bytes());
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        });
-        let s = stop.clone();
-        let udp_thread = std::thread::spawn(move || {
-            smarter_cni::netns::enter(ns_path.as_ref()).unwrap();
-            let socket = UdpSocket::bind(("0.0.0.0", udp)).unwrap();
-            socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-            ready_tx.send(()).unwrap();
-            let mut buf = [0u8; 64];
-            while !s.load(Ordering::Relaxed) {
-                if let Ok((_, peer)) = socket.recv_from(&mut buf) {
-                    let _ = socket.send_to(format!("{tag} {peer}").as_bytes(), peer);
-                }
-            }
-        });
-        ready_rx.recv().unwrap();
-        ready_rx.recv().unwrap();
-        Echo { stop, threads: vec![tcp_thread, udp_thread] }
-    }
-}
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
-/// What a TCP server at `to` answers a client in `ns`, or the error.
-fn tcp_from(ns: &str, to: (Ipv4Addr, u16)) -> Result<String, String> {
-    in_ns(ns, || {
-        let mut conn = TcpStream::connect_timeout(&SocketAddr::from(to), SHORT).map_err(|e| e.to_string())?;
-        conn.set_read_timeout(Some(SHORT)).unwrap();
-        let mut answer = String::new();
-        conn.read_to_string(&mut answer).map_err(|e| e.to_string())?;
-        Ok(answer)
-    })
-}
-
-fn udp_from(ns: &str, to: (Ipv4Addr, u16)) -> Result<String, String> {
-    in_ns(ns, || {
-        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
-        socket.set_read_timeout(Some(SHORT)).unwrap();
-        socket.send_to(b"hi", SocketAddr::from(to)).map_err(|e| e.to_string())?;
-        let mut buf = [0u8; 64];
-        let (n, _) = socket.recv_from(&mut buf).map_err(|e| e.to_string())?;
-        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
-    })
-}
-
-/// The answering side and the address it saw the client come from.
-#[track_caller]
-fn seen(answer: Result<String, String>) -> (String, Ipv4Addr) {
-    let answer = answer.expect("an answer");
-    let (tag, peer) = answer.split_once(' ').unwrap();
-    (tag.to_string(), peer.parse::<SocketAddr>().unwrap().ip().to_string().parse().unwrap())
 }
 
 fn mapping(host_port: u16, container_port: u16, protocol: Protocol, host_ip: Option<Ipv4Addr>) -> PortMapping {

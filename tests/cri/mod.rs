@@ -100,6 +100,7 @@ impl TestCtx {
     /// Writes the plugins (each behind a wrapper that records the call) and the conflist,
     /// and waits until containerd has loaded exactly this conflist and reports NetworkReady.
     async fn install_pod_network(&self, cri: &CriClient) {
+        pod_network_prepare(self);
         let _ = std::fs::remove_dir_all(self.calls_dir());
         std::fs::create_dir_all(self.calls_dir()).unwrap();
         std::fs::create_dir_all(&self.bin_dir).unwrap();

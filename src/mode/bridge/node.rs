@@ -28,6 +28,14 @@ pub fn setup(config: &PluginConfig, report: &mut Report) {
             Err(e) => report.add(Level::Error, format!("cannot turn IPv4 forwarding on: {e}; pods will have no egress")),
         },
     }
+    match iptables_forward(bridge, true) {
+        Ok(ForwardFilter::Open) => {}
+        Ok(ForwardFilter::Accepted) => report.add(Level::Ok, format!("iptables FORWARD (policy DROP) accepts {bridge}'s traffic")),
+        Ok(ForwardFilter::Missing) => {
+            report.add(Level::Changed, format!("iptables FORWARD has policy DROP (Docker?): accepted {bridge}'s traffic"))
+        }
+        Err(e) => report.add(Level::Error, format!("iptables FORWARD has policy DROP and accepting {bridge}'s traffic failed: {e}")),
+    }
     let already = nat::check_base_ruleset(&net).is_ok();
     match nat::load_base_ruleset(&net) {
         Ok(()) if already => report.add(Level::Ok, format!("NAT rules for {} (masquerade, hostPorts) reloaded", config.subnet)),
@@ -56,6 +64,51 @@ fn forwarding_on(config: &PluginConfig) -> std::io::Result<bool> {
     Ok(on("/proc/sys/net/ipv4/ip_forward".into())? && on(format!("/proc/sys/net/ipv4/conf/{}/route_localnet", config.bridge.name))?)
 }
 
+/// What the iptables FORWARD chain does to the pods' traffic.
+#[derive(Debug, PartialEq, Eq)]
+enum ForwardFilter {
+    /// No iptables, or a policy that lets traffic through.
+    Open,
+    /// Policy DROP, with smarter-cni's accept rules for the bridge in place.
+    Accepted,
+    /// Policy DROP and no accept rules (before `fix` adds them).
+    Missing,
+}
+
+/// A DROP policy in iptables' FORWARD chain (Docker sets one) drops the pods' routed traffic,
+/// and with br_netfilter even pod-to-pod frames on the bridge; an accept in smarter-cni's own
+/// nftables table cannot override another table's drop. So, like the reference `firewall`
+/// plugin, accept traffic from and to the bridge there. Node command only (runs `iptables`).
+fn iptables_forward(bridge: &str, fix: bool) -> Result<ForwardFilter, String> {
+    let run = |args: &[&str]| std::process::Command::new("iptables").args(args).output();
+    let listing = match run(&["-w", "-S", "FORWARD"]) {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        // No iptables (or no such table): nothing drops what nftables lets through.
+        _ => return Ok(ForwardFilter::Open),
+    };
+    if !listing.lines().any(|l| l.trim() == "-P FORWARD DROP") {
+        return Ok(ForwardFilter::Open);
+    }
+    let rules = [["-i", bridge, "-j", "ACCEPT"], ["-o", bridge, "-j", "ACCEPT"]];
+    let present = |rule: &[&str; 4]| listing.lines().any(|l| l.trim() == format!("-A FORWARD {}", rule.join(" ")));
+    if rules.iter().all(present) {
+        return Ok(ForwardFilter::Accepted);
+    }
+    if !fix {
+        return Ok(ForwardFilter::Missing);
+    }
+    for rule in rules.iter().filter(|r| !present(r)) {
+        let mut args = vec!["-w", "-I", "FORWARD", "1"];
+        args.extend_from_slice(rule);
+        match run(&args) {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => return Err(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(ForwardFilter::Missing)
+}
+
 pub fn status(config: &PluginConfig, status: &mut Status) {
     let bridge = &config.bridge.name;
     let net = match nat_net(config) {
@@ -70,6 +123,10 @@ pub fn status(config: &PluginConfig, status: &mut Status) {
         .map_err(|e| (e, "run smarter-cni setup".to_string()));
     status.check("network", result);
     let forwarding = match forwarding_on(config) {
+        Ok(true) if iptables_forward(bridge, false) == Ok(ForwardFilter::Missing) => Err((
+            format!("iptables FORWARD has policy DROP (Docker?) and does not accept {bridge}'s traffic: pods cannot reach each other or beyond"),
+            "run smarter-cni setup".to_string(),
+        )),
         Ok(true) => Ok("IPv4 forwarding on".to_string()),
         Ok(false) => Err((
             format!("IPv4 forwarding (ip_forward, or route_localnet on {bridge}) is off: pods cannot reach beyond the node"),
