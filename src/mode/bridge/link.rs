@@ -5,8 +5,8 @@
 //! caller's thread never changes namespace.
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, NLM_F_ACK, NLM_F_ACK_TLVS,
-    NLM_F_CAPPED, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REQUEST,
+    Emitable, NLA_TYPE_MASK, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_CREATE,
+    NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
@@ -16,12 +16,12 @@ use netlink_packet_route::link::{
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_packet_route::AddressFamily;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
@@ -120,17 +120,95 @@ fn kernel_error(code: i32, flags: u16, payload: &[u8]) -> io::Error {
     let skip = if flags & NLM_F_CAPPED != 0 {
         16
     } else {
-        payload.get(..4).map_or(0, |l| (u32::from_ne_bytes([l[0], l[1], l[2], l[3]]) as usize + 3) & !3)
+        (u32_at(payload, 0) as usize).next_multiple_of(4)
     };
     let text = (flags & NLM_F_ACK_TLVS != 0)
         .then(|| payload.get(skip..))
         .flatten()
-        .and_then(|tlvs| {
-            NlasIterator::new(tlvs).filter_map(Result::ok).find(|nla| nla.kind() == 1).map(|nla| {
-                String::from_utf8_lossy(nla.value()).trim_end_matches('\0').to_string()
-            })
-        });
+        .and_then(|tlvs| attrs(tlvs).find(|(kind, _)| *kind == 1).map(|(_, text)| cstr(text)));
     io::Error::new(io::Error::from_raw_os_error(errno).kind(), KernelError { errno, text })
+}
+
+// Only the three message bodies are emitted with netlink-packet-route (the nlmsghdr is
+// written here), and replies are read by hand: its RouteNetlinkMessage covers every family
+// (tc, neighbours, every link kind) and cost ~600 KB of release binary when used whole.
+const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
+const RTM_GETLINK: u16 = 18;
+const RTM_SETLINK: u16 = 19;
+const RTM_NEWADDR: u16 = 20;
+const RTM_GETADDR: u16 = 22;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_GETROUTE: u16 = 26;
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    b.get(at..at + 4).map_or(0, |v| u32::from_ne_bytes([v[0], v[1], v[2], v[3]]))
+}
+
+fn cstr(b: &[u8]) -> String {
+    String::from_utf8_lossy(b.split(|c| *c == 0).next().unwrap_or_default()).into_owned()
+}
+
+/// The (type, value) attributes in `b`, up to the first malformed one.
+fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        let len = usize::from(u16::from_ne_bytes([*b.first()?, *b.get(1)?]));
+        let kind = u16::from_ne_bytes([*b.get(2)?, *b.get(3)?]) & NLA_TYPE_MASK;
+        let value = b.get(4..len)?;
+        b = b.get(len.next_multiple_of(4)..).unwrap_or_default();
+        Some((kind, value))
+    })
+}
+
+/// The fields of an RTM_NEWLINK (ifinfomsg: index at 4, flags at 8; attributes after 16).
+#[derive(Debug, Default)]
+struct Link {
+    index: u32,
+    up: bool,
+    name: String,
+    mac: String,
+    mtu: u32,
+    master: u32,
+    kind: String,
+}
+
+impl Link {
+    fn parse(p: &[u8]) -> Link {
+        let mut link = Link { index: u32_at(p, 4), up: u32_at(p, 8) & libc::IFF_UP as u32 != 0, ..Link::default() };
+        for (kind, v) in attrs(p.get(16..).unwrap_or_default()) {
+            match kind {
+                1 => link.mac = v.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"),
+                3 => link.name = cstr(v),
+                4 => link.mtu = u32_at(v, 0),
+                10 => link.master = u32_at(v, 0),
+                18 => link.kind = attrs(v).find(|(k, _)| *k == 1).map(|(_, v)| cstr(v)).unwrap_or_default(),
+                _ => {}
+            }
+        }
+        link
+    }
+}
+
+/// An RTM_NEWADDR's IPv4 IFA_LOCAL (ifaddrmsg: family 0, prefix length 1, index at 4).
+fn parse_address(p: &[u8]) -> Option<(u32, Ipv4Addr, u8)> {
+    let local = attrs(p.get(8..)?).find(|(k, v)| *k == 2 && v.len() == 4)?.1;
+    (p[0] == libc::AF_INET as u8).then(|| (u32_at(p, 4), Ipv4Addr::new(local[0], local[1], local[2], local[3]), p[1]))
+}
+
+/// An IPv4 RTM_NEWROUTE in the main table to 0.0.0.0/0: (oif, gateway). rtmsg: family 0,
+/// destination length 1, table 4 (RTA_TABLE overrides it); attributes after 12.
+fn parse_default_route(p: &[u8]) -> Option<(u32, Ipv4Addr)> {
+    let (mut table, mut oif, mut gateway) = (u32::from(*p.get(4)?), 0, None);
+    for (kind, v) in attrs(p.get(12..)?) {
+        match kind {
+            4 => oif = u32_at(v, 0),
+            5 if v.len() == 4 => gateway = Some(Ipv4Addr::new(v[0], v[1], v[2], v[3])),
+            15 => table = u32_at(v, 0),
+            _ => {}
+        }
+    }
+    let main = table == u32::from(RouteHeader::RT_TABLE_MAIN);
+    (p[0] == libc::AF_INET as u8 && p[1] == 0 && main).then_some((oif, gateway?))
 }
 
 struct Netlink {
@@ -169,66 +247,71 @@ impl Netlink {
 
     /// Sends one request and collects the replies up to its ACK (or, for a dump, its DONE).
     /// Any NACK becomes an error carrying the errno.
-    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
+    fn request(&mut self, kind: u16, body: &impl Emitable, flags: u16) -> io::Result<Vec<(u16, Vec<u8>)>> {
+        let mut out = vec![0; 16 + body.buffer_len()];
+        body.emit(&mut out[16..]);
+        self.exchange(kind, flags, out)
+    }
+
+    fn exchange(&mut self, kind: u16, flags: u16, mut out: Vec<u8>) -> io::Result<Vec<(u16, Vec<u8>)>> {
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
         self.seq = self.seq.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | flags | if dump { 0 } else { NLM_F_ACK };
-        header.sequence_number = self.seq;
-        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
-        packet.finalize();
-        let mut out = vec![0; packet.buffer_len()];
-        packet.serialize(&mut out);
+        let flags = NLM_F_REQUEST | flags | if dump { 0 } else { NLM_F_ACK };
+        let len = out.len() as u32;
+        out[0..4].copy_from_slice(&len.to_ne_bytes());
+        out[4..6].copy_from_slice(&kind.to_ne_bytes());
+        out[6..8].copy_from_slice(&flags.to_ne_bytes());
+        out[8..12].copy_from_slice(&self.seq.to_ne_bytes());
         self.socket.send(&out, 0)?;
         let (mut replies, mut interrupted) = (Vec::new(), false);
         loop {
             self.buf.clear();
             let n = self.socket.recv(&mut self.buf, 0)?;
+            // nlmsghdr: length 0, type 4, flags 6, sequence 8; payload after 16.
             let mut at = 0;
-            while at < n {
-                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[at..n])
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad netlink reply: {e}")))?;
-                at += (msg.header.length as usize).max(16).next_multiple_of(4);
-                if msg.header.sequence_number != self.seq {
+            while at + 16 <= n {
+                let b = &self.buf[at..n];
+                let len = (u32_at(b, 0) as usize).clamp(16, b.len());
+                let (kind, flags) = (u16::from_ne_bytes([b[4], b[5]]), u16::from_ne_bytes([b[6], b[7]]));
+                let payload = &b[16..len];
+                at += len.next_multiple_of(4);
+                if u32_at(b, 8) != self.seq {
                     continue; // a stale reply to an earlier request
                 }
-                interrupted |= msg.header.flags & NLM_F_DUMP_INTR != 0;
-                match msg.payload {
-                    NetlinkPayload::InnerMessage(m) => replies.push(m),
-                    NetlinkPayload::Error(e) => match e.code {
-                        None => return Ok(replies),
-                        Some(code) => return Err(kernel_error(code.get(), msg.header.flags, &e.header)),
-                    },
-                    NetlinkPayload::Done(d) if d.code != 0 => return Err(kernel_error(d.code, 0, &[])),
-                    NetlinkPayload::Done(_) if interrupted => {
+                interrupted |= flags & NLM_F_DUMP_INTR != 0;
+                if kind != NLMSG_ERROR && kind != NLMSG_DONE {
+                    replies.push((kind, payload.to_vec()));
+                    continue;
+                }
+                // Both start with an errno; 0 is the ACK (or a clean end of dump).
+                match u32_at(payload, 0) as i32 {
+                    0 if kind == NLMSG_DONE && interrupted => {
                         return Err(io::Error::new(io::ErrorKind::Interrupted, "netlink dump interrupted"))
                     }
-                    NetlinkPayload::Done(_) => return Ok(replies),
-                    _ => {}
+                    0 => return Ok(replies),
+                    code if kind == NLMSG_ERROR => return Err(kernel_error(code, flags, payload.get(4..).unwrap_or_default())),
+                    code => return Err(kernel_error(code, 0, &[])),
                 }
             }
         }
     }
 
     /// A dump, retried when the kernel says it changed under us (concurrent ADDs).
-    fn dump(&mut self, msg: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
+    fn dump(&mut self, kind: u16, body: &impl Emitable) -> io::Result<Vec<(u16, Vec<u8>)>> {
         let mut tries = 0;
         loop {
-            match self.request(msg.clone(), NLM_F_DUMP) {
+            match self.request(kind, body, NLM_F_DUMP) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted && tries < 5 => tries += 1,
                 other => return other,
             }
         }
     }
 
-    fn link(&mut self, name: &str) -> io::Result<Option<LinkMessage>> {
+    fn link(&mut self, name: &str) -> io::Result<Option<Link>> {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
-        match self.request(RouteNetlinkMessage::GetLink(m), 0) {
-            Ok(replies) => Ok(replies.into_iter().find_map(|r| match r {
-                RouteNetlinkMessage::NewLink(l) => Some(l),
-                _ => None,
-            })),
+        match self.request(RTM_GETLINK, &m, 0) {
+            Ok(replies) => Ok(replies.iter().find(|(kind, _)| *kind == RTM_NEWLINK).map(|(_, p)| Link::parse(p))),
             Err(e) if errno(&e) == libc::ENODEV => Ok(None),
             Err(e) => Err(e),
         }
@@ -239,13 +322,13 @@ impl Netlink {
         m.header.index = index;
         m.header.flags = LinkFlags::Up;
         m.header.change_mask = LinkFlags::Up;
-        self.request(RouteNetlinkMessage::SetLink(m), 0).map(drop)
+        self.request(RTM_SETLINK, &m, 0).map(drop)
     }
 
     fn delete(&mut self, name: &str) -> io::Result<bool> {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
-        match self.request(RouteNetlinkMessage::DelLink(m), 0) {
+        match self.request(RTM_DELLINK, &m, 0) {
             Ok(_) => Ok(true),
             Err(e) if errno(&e) == libc::ENODEV => Ok(false),
             Err(e) => Err(e),
@@ -264,24 +347,18 @@ impl Netlink {
             let broadcast = u32::from(address) | (u32::MAX >> prefix_len);
             m.attributes.push(AddressAttribute::Broadcast(broadcast.into()));
         }
-        self.request(RouteNetlinkMessage::NewAddress(m), NLM_F_CREATE | NLM_F_EXCL).map(drop)
+        self.request(RTM_NEWADDR, &m, NLM_F_CREATE | NLM_F_EXCL).map(drop)
     }
 
     fn addresses(&mut self, index: u32) -> io::Result<Vec<(Ipv4Addr, u8)>> {
         let mut m = AddressMessage::default();
         m.header.family = AddressFamily::Inet;
-        let replies = self.dump(RouteNetlinkMessage::GetAddress(m))?;
+        let replies = self.dump(RTM_GETADDR, &m)?;
         Ok(replies
-            .into_iter()
-            .filter_map(|r| match r {
-                RouteNetlinkMessage::NewAddress(a) if a.header.index == index => {
-                    a.attributes.iter().find_map(|at| match at {
-                        AddressAttribute::Local(IpAddr::V4(ip)) => Some((*ip, a.header.prefix_len)),
-                        _ => None,
-                    })
-                }
-                _ => None,
-            })
+            .iter()
+            .filter(|(kind, _)| *kind == RTM_NEWADDR)
+            .filter_map(|(_, p)| parse_address(p))
+            .filter_map(|(i, ip, len)| (i == index).then_some((ip, len)))
             .collect())
     }
 
@@ -293,68 +370,34 @@ impl Netlink {
         m.header.scope = RouteScope::Universe;
         m.header.kind = RouteType::Unicast;
         m.attributes = vec![RouteAttribute::Gateway(RouteAddress::Inet(gateway)), RouteAttribute::Oif(index)];
-        self.request(RouteNetlinkMessage::NewRoute(m), NLM_F_CREATE | NLM_F_EXCL).map(drop)
+        self.request(RTM_NEWROUTE, &m, NLM_F_CREATE | NLM_F_EXCL).map(drop)
     }
 
     /// The gateway of the main table's IPv4 default route through `index`.
     fn default_gateway(&mut self, index: u32) -> io::Result<Option<Ipv4Addr>> {
         let mut m = RouteMessage::default();
         m.header.address_family = AddressFamily::Inet;
-        let replies = self.dump(RouteNetlinkMessage::GetRoute(m))?;
-        Ok(replies.into_iter().find_map(|r| match r {
-            RouteNetlinkMessage::NewRoute(r)
-                if r.header.table == RouteHeader::RT_TABLE_MAIN
-                    && r.header.destination_prefix_length == 0
-                    && r.attributes.contains(&RouteAttribute::Oif(index)) =>
-            {
-                r.attributes.iter().find_map(|a| match a {
-                    RouteAttribute::Gateway(RouteAddress::Inet(gw)) => Some(*gw),
-                    _ => None,
-                })
-            }
-            _ => None,
-        }))
+        let replies = self.dump(RTM_GETROUTE, &m)?;
+        Ok(replies
+            .iter()
+            .filter(|(kind, _)| *kind == RTM_NEWROUTE)
+            .filter_map(|(_, p)| parse_default_route(p))
+            .find_map(|(oif, gateway)| (oif == index).then_some(gateway)))
     }
-}
-
-fn kind(link: &LinkMessage) -> Option<&InfoKind> {
-    link.attributes.iter().find_map(|a| match a {
-        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
-            LinkInfo::Kind(k) => Some(k),
-            _ => None,
-        }),
-        _ => None,
-    })
-}
-
-fn is_up(link: &LinkMessage) -> bool {
-    link.header.flags.contains(LinkFlags::Up)
-}
-
-fn mac(link: &LinkMessage) -> String {
-    let bytes = link.attributes.iter().find_map(|a| match a {
-        LinkAttribute::Address(b) => Some(b.as_slice()),
-        _ => None,
-    });
-    bytes.unwrap_or_default().iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 /// The bridge's index and MTU, or an error saying what is there instead.
-fn require_bridge(link: Option<&LinkMessage>, name: &str) -> io::Result<(u32, u32)> {
+fn require_bridge(link: Option<&Link>, name: &str) -> io::Result<(u32, u32)> {
     let Some(link) = link else {
         return Err(io::Error::new(io::ErrorKind::NotFound, format!("bridge {name} does not exist")));
     };
-    match kind(link) {
-        Some(InfoKind::Bridge) => {}
-        other => {
-            let what = other.map_or("a device without a link kind".to_string(), |k| format!("a {k}"));
-            return Err(io::Error::other(format!(
-                "link {name} exists but is {what}, not a bridge: remove it or configure another bridge name"
-            )));
-        }
+    if link.kind != "bridge" {
+        let what = if link.kind.is_empty() { "a device without a link kind".to_string() } else { format!("a {}", link.kind) };
+        return Err(io::Error::other(format!(
+            "link {name} exists but is {what}, not a bridge: remove it or configure another bridge name"
+        )));
     }
-    let mtu = link.attributes.iter().find_map(|a| if let LinkAttribute::Mtu(m) = a { Some(*m) } else { None });
-    Ok((link.header.index, mtu.unwrap_or(1500)))
+    Ok((link.index, if link.mtu == 0 { 1500 } else { link.mtu }))
 }
 
 /// Creates the bridge if missing (a concurrent creator winning the race is fine), adds the
@@ -373,7 +416,7 @@ pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix_len: u8) -> io::Resul
             LinkAttribute::Address(bridge_mac(name)),
             LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]),
         ];
-        match nl.request(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL) {
+        match nl.request(RTM_NEWLINK, &m, NLM_F_CREATE | NLM_F_EXCL) {
             Ok(_) => changed = true,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {} // a concurrent ADD won the race
             Err(e) => return Err(ctx(e, format!("cannot create bridge {name}"))),
@@ -386,7 +429,7 @@ pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix_len: u8) -> io::Resul
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(ctx(e, format!("cannot add {gateway}/{prefix_len} to bridge {name}"))),
     }
-    if !link.as_ref().is_some_and(is_up) {
+    if !link.as_ref().is_some_and(|l| l.up) {
         nl.set_up(index).map_err(|e| ctx(e, format!("cannot bring bridge {name} up")))?;
         changed = true;
     }
@@ -404,7 +447,7 @@ pub fn check_bridge(name: &str, gateway: Ipv4Addr, prefix_len: u8) -> Result<(),
         io::ErrorKind::NotFound => format!("{e}: {setup}"),
         _ => e.to_string(),
     })?;
-    if !link.as_ref().is_some_and(is_up) {
+    if !link.as_ref().is_some_and(|l| l.up) {
         return Err(format!("bridge {name} is down: {setup}"));
     }
     let addresses = nl.addresses(index).map_err(|e| format!("cannot read the addresses of {name}: {e}"))?;
@@ -466,7 +509,7 @@ pub fn add_veth(
         LinkAttribute::Controller(bridge_index),
         LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Veth), LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer)))]),
     ];
-    if let Err(e) = nl.request(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL) {
+    if let Err(e) = nl.request(RTM_NEWLINK, &m, NLM_F_CREATE | NLM_F_EXCL) {
         if e.kind() == io::ErrorKind::AlreadyExists {
             if nl.link(host_name)?.is_some() {
                 return Err(exists()); // a concurrent repeat of this ADD
@@ -481,23 +524,23 @@ pub fn add_veth(
         let host = nl.link(host_name)?.ok_or_else(|| io::Error::other(format!("{host_name} vanished")))?;
         // Hairpin: a pod reaches its own hostPort through the node's address.
         let mut m = LinkMessage::default();
-        m.header.index = host.header.index;
+        m.header.index = host.index;
         m.attributes = vec![LinkAttribute::LinkInfo(vec![
             LinkInfo::PortKind(InfoPortKind::Bridge),
             LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(true)])),
         ])];
-        nl.request(RouteNetlinkMessage::NewLink(m), 0).map_err(|e| ctx(e, format!("cannot set hairpin mode on {host_name}")))?;
+        nl.request(RTM_NEWLINK, &m, 0).map_err(|e| ctx(e, format!("cannot set hairpin mode on {host_name}")))?;
 
         let lo = pod.link("lo")?.ok_or_else(|| io::Error::other(format!("no lo in {ns}")))?;
-        pod.set_up(lo.header.index).map_err(|e| ctx(e, format!("cannot bring lo up in {ns}")))?;
+        pod.set_up(lo.index).map_err(|e| ctx(e, format!("cannot bring lo up in {ns}")))?;
         let link = pod.link(ifname)?.ok_or_else(|| io::Error::other(format!("{ifname} vanished from {ns}")))?;
-        let index = link.header.index;
+        let index = link.index;
         pod.add_address(index, address, prefix_len)
             .map_err(|e| ctx(e, format!("cannot add {address}/{prefix_len} to {ifname} in {ns}")))?;
         pod.set_up(index).map_err(|e| ctx(e, format!("cannot bring {ifname} up in {ns}")))?;
         pod.add_default_route(index, gateway)
             .map_err(|e| ctx(e, format!("cannot add the default route via {gateway} to {ifname} in {ns}")))?;
-        Ok(PodLink { mac: mac(&link), ifindex: index })
+        Ok(PodLink { mac: link.mac, ifindex: index })
     };
     let result = configure();
     if result.is_err() {
@@ -526,10 +569,10 @@ pub fn inspect_pod_interface(netns_path: &Path, ifname: &str) -> io::Result<Opti
     let Some(link) = pod.link(ifname).map_err(|e| ctx(e, format!("cannot read {ifname} in {ns}")))? else {
         return Ok(None);
     };
-    let index = link.header.index;
+    let index = link.index;
     Ok(Some(PodInterface {
-        mac: mac(&link),
-        up: is_up(&link),
+        mac: link.mac,
+        up: link.up,
         ipv4: pod.addresses(index).map_err(|e| ctx(e, format!("cannot read the addresses in {ns}")))?,
         default_gateway: pod.default_gateway(index).map_err(|e| ctx(e, format!("cannot read the routes in {ns}")))?,
     }))
@@ -544,15 +587,12 @@ pub fn bridge_ports(bridge: &str) -> io::Result<Vec<String>> {
         return Ok(Vec::new());
     };
     let (index, _) = require_bridge(Some(&link), bridge)?;
-    let links = nl.dump(RouteNetlinkMessage::GetLink(LinkMessage::default())).map_err(|e| ctx(e, "cannot list links"))?;
+    let links = nl.dump(RTM_GETLINK, &LinkMessage::default()).map_err(|e| ctx(e, "cannot list links"))?;
     Ok(links
-        .into_iter()
-        .filter_map(|r| match r {
-            RouteNetlinkMessage::NewLink(l) if l.attributes.contains(&LinkAttribute::Controller(index)) => {
-                l.attributes.into_iter().find_map(|a| if let LinkAttribute::IfName(n) = a { Some(n) } else { None })
-            }
-            _ => None,
-        })
+        .iter()
+        .filter(|(kind, _)| *kind == RTM_NEWLINK)
+        .map(|(_, p)| Link::parse(p))
+        .filter_map(|l| (l.master == index).then_some(l.name))
         .collect())
 }
 
