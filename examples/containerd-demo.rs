@@ -14,8 +14,10 @@ fn say(text: &str) {
     println!("\n\x1b[1m== {text}\x1b[0m");
 }
 
+/// busybox's nslookup tries only the search list for a short name (`ndots:5`), where glibc
+/// tries the name itself last: ask for the absolute name.
 async fn nslookup(pod: &Pod, cri: &CriClient, name: &str) -> String {
-    let r = pod.exec(cri, &["nslookup", name]).await;
+    let r = pod.exec(cri, &["nslookup", &format!("{name}.")]).await;
     let out = String::from_utf8_lossy(&r.stdout).into_owned();
     out.split("Name:")
         .nth(1)

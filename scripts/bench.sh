@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark on one engine (default Docker 26.1): prints ADD/DEL against the warm-process
-# floor, VERSION latency and peak RSS, node DNS record latency, and binary sizes.
+# floor, VERSION latency and peak RSS, node DNS record latency, and binary sizes; then
+# bridge mode: ADD/DEL through cnitool against Debian's reference bridge + host-local, and
+# how late the hostnames service puts a hostname into its record.
 # Usage: scripts/bench.sh [d20|d26]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +23,7 @@ if [[ -z "${SMARTER_CNI_PLUGIN:-}" && -x "$musl" ]]; then
 fi
 SMARTER_CNI_TEST_DOCKER_HOST=${!host_var} SMARTER_CNI_TEST_SUBNET_BASE=172.32 \
   cargo bench --locked --bench plugin
+SMARTER_CNI_TEST_CNITOOL=$(scripts/cnitool.sh) cargo bench --locked --bench bridge
 for binary in target/release/smarter-cni "${musl%/x86_64-unknown-linux-musl/*}"/*-linux-musl*/release/smarter-cni; do
   if [[ -f "$binary" ]]; then printf '%-34s %s bytes\n' "size $binary" "$(stat -c %s "$binary")"; fi
 done

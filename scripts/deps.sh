@@ -15,6 +15,7 @@ PACKAGES=(
   containernetworking-plugins # reference bridge/host-local/loopback (containerd tests, benchmarks)
   iproute2 iptables jq file shellcheck qemu-user-static procps util-linux kmod
   nftables         # nft: bridge mode `setup` loads its NAT table; tests inspect it
+  iputils-ping     # ping between bridge-mode test pods (netns)
 )
 
 missing=()

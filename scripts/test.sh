@@ -62,6 +62,8 @@ for version in 1.7 2.1; do
     cargo test --locked --test containerd -- --test-threads=4
   )
 done
+# Node DNS of those suites (dnsmasq outlives its test binary: it changes credentials).
+pkill -f -- '--conf-file=/run/smarter-cni-test/cri-' || true
 
 for extra in tests/packaging/*.sh; do
   [[ -e "$extra" ]] || continue

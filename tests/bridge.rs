@@ -101,10 +101,14 @@ impl BridgeNet {
 
     /// A conflist file for cnitool and the node commands.
     fn write_conflist(&self, conf_dir: &Path) -> PathBuf {
-        let mut plugin = self.config("1.1.0");
+        self.write_conflist_version(conf_dir, "1.1.0")
+    }
+
+    fn write_conflist_version(&self, conf_dir: &Path, version: &str) -> PathBuf {
+        let mut plugin = self.config(version);
         plugin.as_object_mut().unwrap().remove("cniVersion");
         plugin.as_object_mut().unwrap().remove("name");
-        let list = json!({"cniVersion": "1.1.0", "name": self.name, "plugins": [plugin]});
+        let list = json!({"cniVersion": version, "name": self.name, "plugins": [plugin]});
         std::fs::create_dir_all(conf_dir).unwrap();
         let path = conf_dir.join("10-smarter-cni.conflist");
         std::fs::write(&path, list.to_string()).unwrap();
@@ -163,6 +167,9 @@ impl BridgeNet {
 
     fn cleanup(&self) {
         let _ = sh(&["ip", "link", "del", &self.bridge]);
+        for flag in ["-i", "-o"] {
+            let _ = sh(&["iptables", "-w", "-D", "FORWARD", flag, &self.bridge, "-j", "ACCEPT"]);
+        }
         for table in self.nat_tables() {
             let words: Vec<&str> = table.split_whitespace().collect();
             if words.len() == 3 {
@@ -244,6 +251,9 @@ fn addresses_in(netns: &Netns, ifname: &str) -> String {
 #[test]
 fn add_gives_the_pod_its_interface_route_and_record_then_del_removes_all() {
     let net = BridgeNet::new("basic");
+    // As a gateway boots: setup loads the NAT rules (and, on a Docker host like CI's,
+    // accepts the bridge's traffic in iptables FORWARD).
+    assert!(net.setup(&net.dir.join("net.d")).status.success());
     let a = Pod::new("basic-a", "web-0");
     let b = Pod::new("basic-b", "api-0");
     let ra = a.add(&net).ok().json();
@@ -450,7 +460,8 @@ fn status_is_ready_after_setup_and_code_50_when_something_is_in_the_way() {
     assert!(text.contains("0 changed") && text.contains("0 errors"), "{text}");
     // Something that is not a bridge under the bridge's name.
     must(&["ip", "link", "del", &net.bridge]);
-    must(&["ip", "link", "add", &net.bridge, "type", "dummy"]);
+    let peer = format!("{}p", net.bridge);
+    must(&["ip", "link", "add", &net.bridge, "type", "veth", "peer", "name", &peer]);
     let blocked = pod.call("STATUS", &net, json!({}));
     assert_eq!(blocked.error_code(), 50, "{blocked:?}");
     let add = pod.add(&net);
@@ -494,7 +505,9 @@ fn add_check_del_through_cnitool() {
     };
     let net = BridgeNet::new("cnitool");
     let conf_dir = net.dir.join("net.d");
-    net.write_conflist(&conf_dir);
+    assert!(net.setup(&conf_dir).status.success());
+    // This cnitool is libcni 1.1.2's (as cri-dockerd vendors it): results up to 1.0.0.
+    net.write_conflist_version(&conf_dir, "1.0.0");
     let bin = net.dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_smarter-cni"), bin.join("smarter-cni")).unwrap();

@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A netns from `ip netns add`, deleted on drop.
 struct Netns(String);
@@ -228,27 +228,4 @@ fn failures_leave_nothing_behind() {
         assert!(e.to_string().contains("a link of that name exists there"), "{e}");
         assert!(!link::link_exists("scundo").unwrap());
     });
-}
-
-/// Prints the medians of 50 add_veth / delete_link rounds (run with --nocapture to see them).
-#[test]
-fn add_and_delete_timing() {
-    let node = Netns::new("time");
-    let pod = Netns::new("time-pod");
-    let (mut adds, mut dels): (Vec<Duration>, Vec<Duration>) = node.run(|| {
-        link::ensure_bridge("mynet", GW, 16).unwrap();
-        (0..50)
-            .map(|_| {
-                let t = Instant::now();
-                link::add_veth("mynet", "sctime", &pod.path(), "eth0", Ipv4Addr::new(10, 77, 0, 9), 16, GW).unwrap();
-                let added = t.elapsed();
-                assert!(link::delete_link("sctime").unwrap());
-                (added, t.elapsed() - added)
-            })
-            .unzip()
-    });
-    adds.sort();
-    dels.sort();
-    eprintln!("add_veth: median {:?} (min {:?}); delete_link: median {:?} (min {:?})", adds[25], adds[0], dels[25], dels[0]);
-    assert!(adds[25] + dels[25] < Duration::from_secs(1));
 }

@@ -12,7 +12,7 @@ mod traffic;
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use traffic::{in_ns, seen, tcp_from, udp_from, Echo};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 const POD: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
@@ -313,33 +313,4 @@ fn concurrent_adds_of_one_port_have_exactly_one_winner() {
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
     assert!(results.iter().all(|r| matches!(r, Ok(()) | Err(NatError::Taken { .. }))), "{results:?}");
     assert_eq!(t.node(nat::list_port_mappings).unwrap().len(), 2, "only the winner's two");
-}
-
-/// Printed, not asserted: the plugin's cost per pod with two hostPorts. A delete's RCU grace
-/// period is paid when an nf_tables socket closes next (see `close_aside`), so it shows in
-/// the loop's total, not in the remove alone.
-#[test]
-fn bench_add_and_remove_of_two_mappings() {
-    let t = Topology::new("bench");
-    t.setup();
-    let wants = [mapping(8080, 80, Protocol::Tcp, None), mapping(5353, 53, Protocol::Udp, None)];
-    let (mut adds, mut removes, mut loops) = (Vec::new(), Vec::new(), Vec::new());
-    t.node(|net| {
-        for i in 0..100 {
-            let who = owner(&format!("sandbox-{i}"), "web-0");
-            let start = Instant::now();
-            nat::add_port_mappings(net, POD, &who, &wants).unwrap();
-            let added = start.elapsed();
-            assert_eq!(nat::remove_port_mappings(net, &who.attachment_id).unwrap(), 2);
-            adds.push(added);
-            removes.push(start.elapsed() - added);
-            loops.push(start.elapsed());
-        }
-    });
-    let median = |v: &mut Vec<Duration>| {
-        v.sort();
-        (v[50], v[95])
-    };
-    let ((a, _), (r, _), (l, l95)) = (median(&mut adds), median(&mut removes), median(&mut loops));
-    println!("2 hostPorts, median of 100: add {a:?}, remove {r:?}; add+remove back to back {l:?} (p95 {l95:?})");
 }

@@ -41,6 +41,17 @@ async fn runtime_reports_network_ready() {
     assert_eq!(v.runtime_api_version, "v1");
     let (ready, why) = cri.network_ready().await.unwrap();
     assert!(ready, "NetworkReady false: {why}");
+    // The shipped conflist says `"cniVersion": "1.0.0", "cniVersions": ["1.0.0", "1.1.0"]`:
+    // containerd 2.x (libcni >= 1.2) picks 1.1.0 and asks STATUS, which NetworkReady then
+    // follows; 1.7 (libcni 1.1) speaks 1.0.0 and never asks.
+    let status: Vec<CniCall> = ctx.all_cni_calls().into_iter().filter(|c| c.command() == "STATUS").collect();
+    if ctx.tag.starts_with('1') {
+        assert!(status.is_empty(), "containerd 1.x sent STATUS: {status:?}");
+    } else {
+        let call = status.first().expect("containerd 2.x asks the plugin's STATUS");
+        assert!(call.stdin.contains(r#""cniVersion":"1.1.0""#), "{}", call.stdin);
+        assert_eq!(call.rc, Some(0), "{call:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,9 +216,11 @@ async fn thirty_sandboxes_at_once_get_distinct_addresses_and_clean_up() {
 // --- smarter-cni's bridge mode: names, egress, hostPorts ---------------------------------
 
 /// What node DNS (dnsmasq on the gateway) answers for `name`, asked from inside a pod
-/// (busybox nslookup, against the pod's resolv.conf from the CRI DNS config).
+/// (busybox nslookup, against the pod's resolv.conf from the CRI DNS config). The name is
+/// made absolute: busybox's nslookup tries only the search list for a name with fewer dots
+/// than `ndots:5`, where glibc would try the name itself last.
 async fn resolve_in(pod: &Pod, cri: &CriClient, name: &str) -> Option<String> {
-    let r = pod.exec(cri, &["nslookup", name]).await;
+    let r = pod.exec(cri, &["nslookup", &format!("{name}.")]).await;
     let out = String::from_utf8_lossy(&r.stdout).into_owned();
     // busybox: "Name:\t<name>\nAddress: <ip>" after the server's own lines.
     let answer = out.split("Name:").nth(1)?;
@@ -354,7 +367,7 @@ async fn a_lan_host_reaches_a_pods_host_port_tcp_and_udp() {
     let (tag, from) = traffic::seen(traffic::udp_from(&lan.ns, node));
     assert_eq!((tag.as_str(), from), ("pod", lan.address), "UDP from the LAN");
     // From the node itself, to its own address.
-    let (tag, _) = traffic::seen(traffic::tcp_from("/proc/1/ns/net", node));
+    let (tag, _) = traffic::seen(traffic::tcp_from("/proc/self/ns/net", node));
     assert_eq!(tag, "pod");
     // A second pod asking for the same host port is refused, naming the holder.
     let mut rival = PodSpec::new("hostport-rival");

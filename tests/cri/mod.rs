@@ -158,6 +158,11 @@ impl TestCtx {
 
     /// The CNI calls containerd made for one sandbox, in order.
     pub fn cni_calls(&self, sandbox_id: &str) -> Vec<CniCall> {
+        self.all_cni_calls().into_iter().filter(|c| c.env.get("CNI_CONTAINERID").map(String::as_str) == Some(sandbox_id)).collect()
+    }
+
+    /// Every CNI call containerd made since this binary installed the pod network, in order.
+    pub fn all_cni_calls(&self) -> Vec<CniCall> {
         let mut calls = Vec::new();
         for entry in std::fs::read_dir(self.calls_dir()).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -172,9 +177,6 @@ impl TestCtx {
                     k.starts_with("CNI_").then(|| (k.to_string(), v.to_string()))
                 })
                 .collect();
-            if env.get("CNI_CONTAINERID").map(String::as_str) != Some(sandbox_id) {
-                continue;
-            }
             let read = |ext: &str| std::fs::read_to_string(self.calls_dir().join(format!("{stem}.{ext}"))).unwrap_or_default();
             calls.push(CniCall {
                 key: stem.to_string(),

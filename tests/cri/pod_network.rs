@@ -101,6 +101,10 @@ pub fn pod_network_prepare(test: &TestCtx) {
         .output()
         .unwrap();
     assert!(out.status.success(), "smarter-cni setup: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // Services an earlier, killed run of this binary left behind watch folders now gone.
+    for service in [format!("--conf-file={}", dir.join("dnsmasq.conf").display()), format!("hostnames --config {}", conflist.display())] {
+        let _ = Command::new("pkill").arg("-f").arg("--").arg(service).status();
+    }
     let mut services = NODE_SERVICES.lock().unwrap();
     services.push(spawn_with_parent(Command::new("dnsmasq").arg("--keep-in-foreground").arg(format!("--conf-file={}", node_dns_config(test).display()))));
     services.push(spawn_with_parent(Command::new(plugin_binary()).arg("hostnames").arg("--config").arg(&conflist)));
@@ -113,6 +117,8 @@ pub fn pod_network_prepare(test: &TestCtx) {
 }
 
 /// A node service that dies with the test binary (PR_SET_PDEATHSIG), so nothing outlives it.
+/// The signal follows the thread that forked, so a thread that lives as long as the process
+/// forks it (each test's runtime threads end with the test).
 fn spawn_with_parent(cmd: &mut Command) -> std::process::Child {
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
@@ -121,7 +127,16 @@ fn spawn_with_parent(cmd: &mut Command) -> std::process::Child {
             Ok(())
         });
     }
-    cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut cmd = std::mem::replace(cmd, Command::new("true"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        tx.send(cmd.spawn().map_err(|e| format!("{cmd:?}: {e}"))).unwrap();
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv().unwrap().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The shipped node DNS configuration, edited for this network; no upstream at all (the
@@ -134,8 +149,9 @@ fn node_dns_config(test: &TestCtx) -> PathBuf {
         .replace("servers-file=/run/smarter-cni/mynet/domains", &format!("servers-file={}", state(test).join("domains").display()))
         .replace("pid-file=/run/smarter-cni/mynet/dnsmasq.pid", &format!("pid-file={}", state(test).join("dnsmasq.pid").display()));
     assert!(!edited.contains("172.38.0.1") && !edited.contains("/run/smarter-cni/mynet"), "every setting edited");
-    // No upstream: what node DNS answers here it answers from the records alone.
-    edited.push_str("no-resolv\n");
+    // No upstream: what node DNS answers here it answers from the records alone. As root, so
+    // that it dies with the test binary (a credentials change clears PR_SET_PDEATHSIG).
+    edited.push_str("no-resolv\nuser=root\n");
     let path = state(test).join("dnsmasq.conf");
     std::fs::write(&path, edited).unwrap();
     path
