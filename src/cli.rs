@@ -42,8 +42,9 @@ Shows the node's health with a fix for each problem; exit 1 on any problem, or w
 --require only when one of those parts is not ok.
 
   --json             machine-readable output (fields are only ever added)
-  --require PARTS    comma-separated: config conflist loopback engine network
-                     dns-records dns-config dns-domains dns dns-container
+  --require PARTS    comma-separated: config conflist loopback network dns-records
+                     dns-config dns-domains dns; Docker mode: engine dns-container;
+                     bridge mode: forwarding nat leases
 ";
 
 const HOSTNAMES_HELP: &str = "\

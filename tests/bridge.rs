@@ -156,7 +156,7 @@ impl BridgeNet {
         let conflist = self.write_conflist(conf_dir);
         let bin = self.dir.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_smarter-cni"))
+        common::plugin_command(None)
             .args(["setup", "--config"])
             .arg(&conflist)
             .arg("--bin-dir")
@@ -198,7 +198,7 @@ impl Pod {
     fn new(tag: &str, name: &str) -> Pod {
         let netns = Netns::new(tag);
         // containerd's sandbox IDs: 64 hex digits; unique per test run and tag.
-        let id = format!("{:032x}{:032x}", std::process::id(), fnv1a(tag));
+        let id = format!("{:016x}{:048x}", fnv1a(tag), std::process::id());
         Pod { id, name: name.to_string(), namespace: "default".to_string(), netns }
     }
 
@@ -508,9 +508,17 @@ fn add_check_del_through_cnitool() {
     assert!(net.setup(&conf_dir).status.success());
     // This cnitool is libcni 1.1.2's (as cri-dockerd vendors it): results up to 1.0.0.
     net.write_conflist_version(&conf_dir, "1.0.0");
-    let bin = net.dir.join("bin");
+    let bin = net.dir.join("cnitool-bin");
     std::fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_smarter-cni"), bin.join("smarter-cni")).unwrap();
+    // The binary under test; under an emulator (scripts/test-cross.sh) a wrapper script.
+    let binary = std::env::var("SMARTER_CNI_PLUGIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_smarter-cni").to_string());
+    match std::env::var("SMARTER_CNI_PLUGIN_WRAPPER").ok().filter(|w| !w.is_empty()) {
+        None => std::os::unix::fs::symlink(&binary, bin.join("smarter-cni")).unwrap(),
+        Some(wrapper) => {
+            std::fs::write(bin.join("smarter-cni"), format!("#!/bin/sh\nexec {wrapper} {binary} \"$@\"\n")).unwrap();
+            std::fs::set_permissions(bin.join("smarter-cni"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+    }
     let pods = [Netns::new("tool-a"), Netns::new("tool-b")];
     let run = |verb: &str, netns: &Netns| {
         let out = Command::new(&cnitool)

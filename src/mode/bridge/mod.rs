@@ -135,8 +135,9 @@ impl BridgeMode {
         // veth's deletion.
         match nat::remove_port_mappings(&nat_net(&self.config)?, container_id) {
             Ok(removed) => held |= removed > 0,
-            // No table means no hostPorts to remove (setup never ran, or the rules were flushed).
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            // No table, or no nf_tables at all: then ADD could not have added hostPorts either
+            // (setup never ran, the rules were flushed, a kernel without nf_tables).
+            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::EPROTONOSUPPORT) => {}
             Err(e) => return Err(kernel_error(format!("cannot remove the hostPorts of {}", short(container_id)), e)),
         }
         for key in keys {
