@@ -23,7 +23,14 @@ if [[ -z "${SMARTER_CNI_PLUGIN:-}" && -x "$musl" ]]; then
 fi
 SMARTER_CNI_TEST_DOCKER_HOST=${!host_var} SMARTER_CNI_TEST_SUBNET_BASE=172.32 \
   cargo bench --locked --bench plugin
-SMARTER_CNI_TEST_CNITOOL=$(scripts/cnitool.sh) cargo bench --locked --bench bridge
+scripts/containerd.sh start >/dev/null
+(
+  set -a
+  eval "$(scripts/containerd.sh env 2.1)"
+  set +a
+  SMARTER_CNI_TEST_CNITOOL=$(scripts/cnitool.sh) cargo bench --locked --bench bridge
+)
+pkill -f -- '--conf-file=/run/smarter-cni-test/cri-' || true
 for binary in target/release/smarter-cni "${musl%/x86_64-unknown-linux-musl/*}"/*-linux-musl*/release/smarter-cni; do
   if [[ -f "$binary" ]]; then printf '%-34s %s bytes\n' "size $binary" "$(stat -c %s "$binary")"; fi
 done

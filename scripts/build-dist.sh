@@ -22,7 +22,10 @@ set -euo pipefail
 
 readonly ZIGLANG_VERSION=0.17.1
 readonly CARGO_ZIGBUILD_VERSION=0.24.1
-readonly MAX_BINARY_BYTES=1500000 # the size budget: 1.5 MB
+# The size budget: 1.5 MB for the Raspberry Pi targets (arm), 2 MB for x86_64 (a denser
+# instruction set for size-optimised code; x86 gateways have the memory).
+readonly MAX_BINARY_BYTES=1500000
+readonly MAX_BINARY_BYTES_X86_64=2000000
 readonly APT_PACKAGES=(rustc-web cargo-web rust-web-src libstd-rust-web-dev)
 readonly APT_TOOLS=(python3 python3-venv git file binutils tar gzip ca-certificates)
 
@@ -184,9 +187,11 @@ main() {
         [[ -f $bin ]] || die "no binary at $bin"
         size=$(stat -c %s "$bin")
         printf '%-34s %9d bytes\n' "$t" "$size"
-        if ((size > MAX_BINARY_BYTES)); then
+        local limit=$MAX_BINARY_BYTES
+        [[ $t != x86_64-* ]] || limit=$MAX_BINARY_BYTES_X86_64
+        if ((size > limit)); then
             printf 'build-dist: error: %s is %d bytes, over the %d byte limit\n' \
-                "$t" "$size" "$MAX_BINARY_BYTES" >&2
+                "$t" "$size" "$limit" >&2
             fail=1
         fi
         arch=${t%%-*}

@@ -31,4 +31,13 @@ for target in aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf x86_64-u
   SMARTER_CNI_PLUGIN=$binary SMARTER_CNI_PLUGIN_WRAPPER=${wrapper[$target]} \
     SMARTER_CNI_TEST_DOCKER_HOST=$D26_HOST SMARTER_CNI_TEST_SUBNET_BASE=172.$base \
     cargo test --locked --test plugin --test cnitool --test node --test hostport -- --test-threads=4
+  # Bridge mode with the same build: its rtnetlink messages (links, veths, addresses, routes)
+  # on each architecture's struct layout. qemu-user translates NETLINK_ROUTE but refuses
+  # NETLINK_NETFILTER sockets (EPROTONOSUPPORT), so STATUS, which asks nf_tables for the NAT
+  # rules, cannot run emulated; the x86_64 build runs it like the other tests.
+  skip=()
+  [[ -z "${wrapper[$target]}" ]] || skip=(--skip status_is_ready_after_setup_and_code_50_when_something_is_in_the_way)
+  SMARTER_CNI_PLUGIN=$binary SMARTER_CNI_PLUGIN_WRAPPER=${wrapper[$target]} \
+    SMARTER_CNI_TEST_BRIDGE_BASE=172.$((base + 4)) \
+    cargo test --locked --test bridge -- --test-threads=4 "${skip[@]}"
 done
