@@ -103,7 +103,7 @@ fn bench_add_del(tool: &str, root: &Path) {
     assert!(setup.status.success(), "setup: {}", String::from_utf8_lossy(&setup.stdout));
     let netns: Vec<String> = (0..PODS).map(|i| format!("scbench-{i}")).collect();
     for ns in &netns {
-        let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        let _ = Command::new("ip").args(["netns", "del", ns]).stderr(Stdio::null()).status();
         sh(&["ip", "netns", "add", ns]);
     }
     let (mut ours_add, mut ours_del, mut ref_add, mut ref_del) = (vec![], vec![], vec![], vec![]);
@@ -143,6 +143,8 @@ fn bench_hostnames(root: &Path) {
     let records = dir.join("hosts");
     std::fs::create_dir_all(&sandboxes).unwrap();
     std::fs::create_dir_all(&records).unwrap();
+    // The records' staging folder, as the plugin's first ADD makes it (the store's lock).
+    std::fs::create_dir_all(dir.join("hosts.staging")).unwrap();
     let conflist = dir.join("10-bench.conflist");
     let plugin = json!({"type": "smarter-cni", "mode": "bridge", "bridge": "scbench2", "subnet": "172.35.0.0/16",
         "leasesDir": dir.join("leases"), "sandboxDir": sandboxes,

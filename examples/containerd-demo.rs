@@ -61,6 +61,8 @@ async fn main() {
     let status = std::process::Command::new(plugin_binary())
         .args(["status", "--config"])
         .arg(ctx.work_dir.join("node/net.d/10-smarter-cni.conflist"))
+        .arg("--bin-dir")
+        .arg(ctx.work_dir.join("node/bin"))
         .arg("--dnsmasq-config")
         .arg(ctx.work_dir.join("node/dnsmasq.conf"))
         .output()

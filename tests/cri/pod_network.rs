@@ -103,7 +103,13 @@ pub fn pod_network_prepare(test: &TestCtx) {
     assert!(out.status.success(), "smarter-cni setup: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     // Services an earlier, killed run of this binary left behind watch folders now gone.
     for service in [format!("--conf-file={}", dir.join("dnsmasq.conf").display()), format!("hostnames --config {}", conflist.display())] {
-        let _ = Command::new("pkill").arg("-f").arg("--").arg(service).status();
+        let _ = Command::new("pkill").arg("-f").arg("--").arg(&service).status();
+        // Gone before the new one starts: a dying dnsmasq still holds port 53.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while Command::new("pgrep").arg("-f").arg("--").arg(&service).stdout(Stdio::null()).status().is_ok_and(|s| s.success()) {
+            assert!(std::time::Instant::now() < deadline, "{service} does not stop");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
     let mut services = NODE_SERVICES.lock().unwrap();
     services.push(spawn_with_parent(Command::new("dnsmasq").arg("--keep-in-foreground").arg(format!("--conf-file={}", node_dns_config(test).display()))));
