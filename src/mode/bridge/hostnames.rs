@@ -239,42 +239,42 @@ impl Watcher {
     }
 
     /// Watches the sandboxes and records folders, or, for one that does not exist, its
-    /// nearest existing parent (whose IN_CREATE brings us back here).
+    /// nearest existing parent (whose IN_CREATE brings us back here). Ancestor watches that
+    /// are still needed stay as they are: removing and re-adding one on every pass would
+    /// queue an IN_IGNORED each time and wake the loop forever.
     fn arm_missing(&mut self) -> io::Result<()> {
         let targets = [
             (Watch::Sandboxes, self.sandbox_dir.clone(), SANDBOXES_MASK),
             (Watch::Records, self.records.dir().to_path_buf(), RECORDS_MASK),
         ];
-        if targets.iter().all(|(role, _, _)| self.armed(role)) {
-            self.drop_ancestors();
-            return Ok(());
-        }
-        self.drop_ancestors();
+        let mut waiting_on = Vec::new();
         for (role, path, mask) in targets {
-            if !self.armed(&role) && self.arm(&path, mask, role)? {
-                self.resync = true;
+            if self.armed(&role) {
+                continue;
+            }
+            match self.arm(&path, mask, role)? {
+                None => self.resync = true,
+                Some(ancestor) => waiting_on.push(ancestor),
             }
         }
-        Ok(())
-    }
-
-    fn drop_ancestors(&mut self) {
-        let ancestors: Vec<i32> = self.watches.iter().filter(|(_, w)| **w == Watch::Ancestor).map(|(wd, _)| *wd).collect();
-        for wd in ancestors {
+        let stale: Vec<i32> =
+            self.watches.iter().filter(|(wd, w)| **w == Watch::Ancestor && !waiting_on.contains(wd)).map(|(wd, _)| *wd).collect();
+        for wd in stale {
             // SAFETY: plain syscall on our inotify descriptor.
             unsafe { libc::inotify_rm_watch(self.inotify.as_raw_fd(), wd) };
             self.watches.remove(&wd);
         }
+        Ok(())
     }
 
-    /// `true` when `path` itself is now watched.
-    fn arm(&mut self, path: &Path, mask: u32, role: Watch) -> io::Result<bool> {
+    /// `None` when `path` itself is now watched, else the watch on its nearest existing parent.
+    fn arm(&mut self, path: &Path, mask: u32, role: Watch) -> io::Result<Option<i32>> {
         loop {
             match add_watch(self.inotify.as_raw_fd(), path, mask) {
                 Ok(wd) => {
                     self.watches.insert(wd, role);
                     self.awaited.retain(|p| p != path);
-                    return Ok(true);
+                    return Ok(None);
                 }
                 Err(e) if is_missing(&e) => {}
                 Err(e) => return Err(watch_error(path, e)),
@@ -297,7 +297,7 @@ impl Watcher {
                     log::info(&format!("hostnames: waiting for {} to exist (watching {})", path.display(), parent.display()));
                     self.awaited.push(path.to_path_buf());
                 }
-                return Ok(false);
+                return Ok(Some(wd));
             }
         }
     }
@@ -519,6 +519,8 @@ mod tests {
     struct Service {
         stop: Arc<OwnedFd>,
         inotify: RawFd,
+        /// The service thread's kernel task ID, for its CPU time.
+        tid: i32,
         thread: Option<std::thread::JoinHandle<io::Result<()>>>,
     }
 
@@ -530,8 +532,20 @@ mod tests {
             let stop = Arc::new(unsafe { OwnedFd::from_raw_fd(libc::eventfd(0, libc::EFD_CLOEXEC)) });
             let inotify = watcher.inotify.as_raw_fd();
             let stop_fd = stop.clone();
-            let thread = std::thread::spawn(move || watcher.run(Some(stop_fd.as_fd())));
-            Service { stop, inotify, thread: Some(thread) }
+            let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+            let thread = std::thread::spawn(move || {
+                // SAFETY: plain syscall.
+                tid_tx.send(unsafe { libc::gettid() }).unwrap();
+                watcher.run(Some(stop_fd.as_fd()))
+            });
+            Service { stop, inotify, tid: tid_rx.recv().unwrap(), thread: Some(thread) }
+        }
+
+        /// CPU time the service thread has used, in clock ticks (utime + stime).
+        fn cpu_ticks(&self) -> u64 {
+            let stat = fs::read_to_string(format!("/proc/self/task/{}/stat", self.tid)).unwrap();
+            let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+            fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
         }
 
         /// Watches the kernel holds for the service (from /proc: the real state, not ours).
@@ -563,6 +577,27 @@ mod tests {
 
     fn id(tag: &str, n: usize) -> String {
         format!("{tag}{n:04}{}", "0".repeat(52))
+    }
+
+    /// The folders vanish under the running service (containerd's state wiped, /run
+    /// cleared): it must wait on their parent quietly, not spin, and pick them up again.
+    #[test]
+    fn vanished_folders_are_awaited_without_spinning() {
+        let dirs = Dirs::made("vanish");
+        let service = dirs.service(None);
+        fs::remove_dir_all(&dirs.base).unwrap();
+        let before = service.cpu_ticks();
+        std::thread::sleep(Duration::from_millis(500));
+        let used = service.cpu_ticks() - before;
+        // A loop that re-arms its watches on every wakeup burns all 50 ticks of these 0.5 s.
+        assert!(used <= 5, "the service used {used} clock ticks in 0.5 s while waiting");
+        fs::create_dir_all(&dirs.sandboxes).unwrap();
+        dirs.store.ensure_dirs().unwrap();
+        let sandbox = id("vani", 0);
+        dirs.add(&sandbox, 1);
+        dirs.containerd_writes(&sandbox, "back");
+        dirs.wait_hostname(&sandbox, "back");
+        service.stop().unwrap();
     }
 
     #[test]
