@@ -3,7 +3,10 @@
 # a partitioned .img (FAT boot partition + ext4 root) and its .bmap, in one command.
 #
 #   images/debian/build-image.sh [--variant gateway|test] [--runtime docker|containerd] [--out DIR]
+#                                [--base-only]
 #
+# --base-only: only step 2, the cached base root filesystem (CI makes it in the background
+# while the test suites run; a build that needs it meanwhile waits for it).
 # --runtime (or SMARTER_RUNTIME): what runs the pods. docker (default): Docker Engine, k3s
 # with `docker: true`, smarter-cni in Docker mode. containerd: no Docker in the image; k3s's
 # embedded containerd, smarter-cni in bridge mode (nftables for its NAT rules), the
@@ -34,6 +37,7 @@ CACHE=${SMARTER_IMAGE_CACHE:-/var/cache/smarter-cni-image}
 VARIANT=gateway
 RUNTIME=${SMARTER_RUNTIME:-docker}
 OUT=$REPO/images/out
+BASE_ONLY=0
 SUITE=trixie
 ARCH=arm64
 BOOT_MB=256
@@ -60,7 +64,8 @@ while (($#)); do
     --variant) VARIANT=${2:?}; shift 2 ;;
     --runtime) RUNTIME=${2:?}; shift 2 ;;
     --out) OUT=${2:?}; shift 2 ;;
-    -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
+    --base-only) BASE_ONLY=1; shift ;;
+    -h | --help) sed -n '2,32p' "$0"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
 done
@@ -132,7 +137,10 @@ build_base() {
   mirror=$(debian_mirror)
   key=$(printf '%s\n' "$SUITE" "$ARCH" "$mirror" "${PACKAGES[@]}" | sha256sum | cut -c1-16)
   BASE_TAR=$CACHE/base-$SUITE-$ARCH-$key.tar
-  [[ -s $BASE_TAR ]] && { log "base root filesystem: cached ($BASE_TAR)"; return; }
+  # One builder at a time (a background --base-only run, CI's image tier): the second waits.
+  exec {base_lock}>"$CACHE/base-$key.lock"
+  flock "$base_lock"
+  [[ -s $BASE_TAR ]] && { log "base root filesystem: cached ($BASE_TAR)"; exec {base_lock}>&-; return; }
   ensure_binfmt
   mkdir -p "$CACHE/debs"
   log "base root filesystem: mmdebstrap $SUITE $ARCH from $mirror (once; cached)"
@@ -151,6 +159,7 @@ build_base() {
     --format=tar "$SUITE" "$BASE_TAR.tmp" "$mirror" >"$CACHE/mmdebstrap.log" 2>&1 ||
     { tail -n 40 "$CACHE/mmdebstrap.log" >&2; die "mmdebstrap failed (log: $CACHE/mmdebstrap.log)"; }
   mv "$BASE_TAR.tmp" "$BASE_TAR"
+  exec {base_lock}>&-
   log "base root filesystem built in $((SECONDS - start)) s"
 }
 
@@ -305,6 +314,11 @@ main() {
   local start=$SECONDS
   mkdir -p "$OUT" "$CACHE"
   ensure_tools
+  if ((BASE_ONLY)); then
+    build_base
+    log "done in $((SECONDS - start)) s (base only)"
+    return
+  fi
   build_overlay
   build_base
   stage_rootfs

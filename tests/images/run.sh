@@ -4,14 +4,16 @@
 # the Debian arm64 image (cached base in /var/cache/smarter-cni-image) and boots it under
 # qemu-system-aarch64. Idempotent. Prints `images: N passed, M failed` at the end.
 #
-# Usage: tests/images/run.sh [--no-boot]   (root, Debian 12)
-#   --no-boot   provisioning + flash tests and the image build only
+# Usage: tests/images/run.sh [--no-boot | --tools-only]   (root, Debian 12)
+#   --no-boot     provisioning + flash tests and the image build only
+#   --tools-only  install the tier's tools and stop (CI, before the background base build)
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 export PATH=$PATH:/usr/sbin:/sbin
-boot=1
+boot=1 tools_only=0
 [[ ${1:-} == --no-boot ]] && boot=0
+[[ ${1:-} == --tools-only ]] && tools_only=1
 OUT=$REPO/images/out
 mkdir -p "$OUT"
 
@@ -43,6 +45,8 @@ if ((${#need[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${need[@]}"; } \
     >"$OUT/apt.log" 2>&1 || { cat "$OUT/apt.log"; echo "images: 0 passed, 1 failed"; exit 1; }
 fi
+
+((tools_only)) && exit 0
 
 step provision-test "$REPO/tests/images/provision-test.sh"
 step flash-test "$REPO/tests/images/flash-test.sh"
