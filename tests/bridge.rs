@@ -142,6 +142,16 @@ impl BridgeNet {
             .collect()
     }
 
+    /// The kernel tears a dead namespace's veths down in the background (as at power-off):
+    /// waits, within a generous bound, until none is left on the bridge.
+    fn wait_for_no_ports(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !self.ports().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "veths outlived their namespaces: {:?}", self.ports());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     fn bridge_exists(&self) -> bool {
         sh(&["ip", "link", "show", &self.bridge]).status.success()
     }
@@ -328,7 +338,8 @@ fn del_succeeds_twice_without_netns_and_when_everything_is_gone() {
     gone.add(&net).ok();
     must(&["ip", "netns", "del", &gone.netns.name]);
     gone.del(&net).ok();
-    assert!(net.leases().is_empty() && net.records().is_empty() && net.ports().is_empty());
+    net.wait_for_no_ports();
+    assert!(net.leases().is_empty() && net.records().is_empty());
     // DEL for a pod this plugin never saw, and without CNI_IFNAME or with bad CNI_ARGS.
     let never = Pod::new("del-c", "del-2");
     never.del(&net).ok();
@@ -484,6 +495,7 @@ fn setup_after_a_reboot_reclaims_every_lease() {
     for pod in &pods {
         must(&["ip", "netns", "del", &pod.netns.name]);
     }
+    net.wait_for_no_ports();
     let _ = std::fs::remove_dir_all(net.dir.join("hosts"));
     let _ = std::fs::remove_file(net.dir.join("domains"));
     must(&["ip", "link", "del", &net.bridge]);
