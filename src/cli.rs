@@ -16,8 +16,16 @@ Usage:
   smarter-cni status [PATHS] [--json] [--require PART,...]
                                      show the node's health; exit 1 on any problem, or
                                      with --require only when one of those parts is not ok
-                                     (parts: config conflist loopback engine network
-                                     dns-records dns-config dns-domains dns dns-container)
+                                     (parts: config conflist loopback activation engine
+                                     network dns-records dns-config dns-domains dns
+                                     dns-container)
+  smarter-cni activate --bin FILE [--staged FILE] [--retry TEXT] [PATHS]
+                                     install or upgrade step of the packages: land the
+                                     binary by rename, setup, health check, roll back
+  smarter-cni install [--mode docker|bridge] [PATHS]
+                                     the DaemonSet's installer: the same procedure into
+                                     the host folders mounted at the same paths, then
+                                     wait (the pod's readiness probe runs status)
   smarter-cni hostnames [--config FILE] [--sandbox-dir DIR]
                                      bridge mode's node service: adds each sandbox's
                                      hostname (containerd's <cri root>/sandboxes/<id>/
@@ -42,7 +50,7 @@ Shows the node's health with a fix for each problem; exit 1 on any problem, or w
 --require only when one of those parts is not ok.
 
   --json             machine-readable output (fields are only ever added)
-  --require PARTS    comma-separated: config conflist loopback network dns-records
+  --require PARTS    comma-separated: config conflist loopback activation network dns-records
                      dns-config dns-domains dns; Docker mode: engine dns-container;
                      bridge mode: forwarding nat leases
 ";
@@ -60,12 +68,57 @@ file appears (inotify, no polling). Waits for folders that do not exist yet.
                      /var/lib/rancher/k3s/agent/containerd/io.containerd.grpc.v1.cri/sandboxes)
 ";
 
+const ACTIVATE_HELP: &str = "\
+Usage: smarter-cni activate --bin FILE [--staged FILE] [--retry TEXT] [PATHS]
+
+The install and upgrade procedure every package runs after unpacking (through
+/usr/lib/smarter-cni/activate), the same as `install` runs in the installer pod:
+  1. the binary in place is kept (<bin-dir>/.smarter-cni.previous, and <state>/previous/);
+  2. the activation record <state>/activation says \"activating\" (flushed to disk);
+  3. --staged is copied beside --bin, flushed, renamed over it, the folder flushed: the
+     runtime executes the whole old or the whole new binary, even across a power cut;
+  4. `setup` (in Docker mode only when Docker answers), then the health check: the binary
+     runs, answers CNI VERSION for the conflist's cniVersion, `status` has the required
+     parts ok, and every DNS record of the previous version is read;
+  5. pass: the record says \"active\"; fail: the previous binary is renamed back, the
+     rejected one kept in <state>/failed/, exit 1. `setup` at boot undoes an activation that
+     a power cut or a kill left half-done.
+
+  --bin FILE     the binary the runtime executes (/opt/cni/bin/smarter-cni)
+  --staged FILE  the new binary to land on --bin (without: it is already there, e.g. dpkg)
+  --retry TEXT   how the operator retries, shown on failure
+
+Settings: /etc/default/smarter-cni, or in the environment: SMARTER_CNI_SETUP=yes|no,
+SMARTER_CNI_HEALTH_CHECK=yes|no, SMARTER_CNI_HEALTH_REQUIRE=\"config loopback network\",
+SMARTER_CNI_CONFIG, SMARTER_CNI_DNSMASQ_CONFIG. Exit 1: health check failed; 2: usage.
+";
+
+const INSTALL_HELP: &str = "\
+Usage: smarter-cni install [--mode docker|bridge] [--payload DIR] [--retry-failed] [--once] [PATHS]
+
+The installer of the DaemonSet (image entrypoint). The host's /opt/cni/bin, /etc/cni/net.d,
+/etc/smarter-cni, /var/lib/smarter-cni and /run/smarter-cni are mounted at the same paths.
+Installs the payload's conflist and dnsmasq.conf (a file changed on the node is kept, and
+this release's version put in <state>/dist/), then activates this binary exactly as
+`smarter-cni activate` does, then waits for SIGTERM: the pod's readiness probe
+(`smarter-cni status --require config,loopback,network`) is the readiness signal.
+Exit 1 when the health check failed (the previous binary is back: the pod is not ready
+and a rolling update stops); a release that failed on this node is not landed again
+until --retry-failed.
+
+  --mode MODE      docker (default) or bridge: which payload to install
+  --payload DIR    the files to install (default /usr/share/smarter-cni/<mode>)
+  --retry-failed   land this release even though it failed here before
+  --once           return after the activation instead of waiting
+";
+
 const PATHS_HELP: &str = "\
 PATHS:
   --config FILE          the conflist (default /etc/cni/net.d/10-smarter-cni.conflist)
   --conf-dir DIR         the runtime's CNI configuration folder (default: the config's)
   --bin-dir DIR          the runtime's CNI plugin folder (default /opt/cni/bin)
   --dnsmasq-config FILE  node DNS configuration (default /etc/smarter-cni/dnsmasq.conf)
+  --state-dir DIR        kept binaries and the activation record (default /var/lib/smarter-cni)
 ";
 
 /// Help text to stdout; a closed pipe (`| head`) is not an error.
@@ -84,6 +137,8 @@ pub fn main(args: &[String]) -> ExitCode {
         Some("setup") => Some(SETUP_HELP),
         Some("status") => Some(STATUS_HELP),
         Some("hostnames") => Some(HOSTNAMES_HELP),
+        Some("activate") => Some(ACTIVATE_HELP),
+        Some("install") => Some(INSTALL_HELP),
         _ => None,
     };
     if let Some(help) = sub_help.filter(|_| wants_help(&args[1..])) {
@@ -101,6 +156,7 @@ pub fn main(args: &[String]) -> ExitCode {
             if let Some(unknown) = rest.first() {
                 return usage_error(unknown);
             }
+            recover_activation(&paths);
             let report = node::setup::run(&paths);
             exit_code(report.count(node::setup::Level::Error) == 0)
         }),
@@ -156,7 +212,114 @@ pub fn main(args: &[String]) -> ExitCode {
             eprintln!("smarter-cni: hostnames: {e}");
             ExitCode::FAILURE
         }),
+        Some("activate") => with_paths(&args[1..], activate),
+        Some("install") => with_paths(&args[1..], install),
         Some(other) => usage_error(other),
+    }
+}
+
+fn flag_values(rest: Vec<String>, flags: &[&str], switches: &[&str]) -> Result<(Vec<(String, String)>, Vec<String>), ExitCode> {
+    let mut values = Vec::new();
+    let mut set = Vec::new();
+    let mut rest = rest.into_iter();
+    while let Some(arg) = rest.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        if switches.contains(&flag.as_str()) && inline.is_none() {
+            set.push(flag);
+        } else if flags.contains(&flag.as_str()) {
+            match inline.or_else(|| rest.next()) {
+                Some(value) => values.push((flag, value)),
+                None => {
+                    eprintln!("smarter-cni: {flag} needs a value");
+                    return Err(ExitCode::from(2));
+                }
+            }
+        } else {
+            return Err(usage_error(&arg));
+        }
+    }
+    Ok((values, set))
+}
+
+/// Settings of the packages' file (and the environment) override the path defaults.
+fn settings_paths(mut paths: NodePaths, settings: &node::activate::Settings) -> NodePaths {
+    if let Some(config) = &settings.config {
+        paths.config = config.clone();
+        paths.conf_dir = config.parent().map(Into::into).unwrap_or_default();
+    }
+    if let Some(dnsmasq) = &settings.dnsmasq_config {
+        paths.dnsmasq_config = dnsmasq.clone();
+    }
+    paths
+}
+
+fn activate(paths: NodePaths, rest: Vec<String>) -> ExitCode {
+    let (values, _) = match flag_values(rest, &["--bin", "--staged", "--retry"], &[]) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let value = |name: &str| values.iter().rev().find(|(f, _)| f == name).map(|(_, v)| v.clone());
+    let Some(bin) = value("--bin").map(std::path::PathBuf::from).filter(|b| b.is_absolute() && b.file_name().is_some()) else {
+        eprintln!("smarter-cni activate: --bin must be an absolute path (usage: smarter-cni activate --bin FILE [--staged FILE])");
+        return ExitCode::from(2);
+    };
+    let settings = node::activate::Settings::load(std::path::Path::new("/etc/default/smarter-cni"));
+    let mut paths = settings_paths(paths, &settings);
+    paths.bin_dir = bin.parent().map(Into::into).unwrap_or_default();
+    let retry = value("--retry").unwrap_or_else(|| format!("smarter-cni activate --bin {}", bin.display()));
+    let activation = node::activate::Activation { bin, staged: value("--staged").map(Into::into), retry, paths, settings };
+    exit_code(activation.run().is_ok())
+}
+
+fn install(paths: NodePaths, rest: Vec<String>) -> ExitCode {
+    let (values, switches) = match flag_values(rest, &["--mode", "--payload"], &["--retry-failed", "--once"]) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let value = |name: &str| values.iter().rev().find(|(f, _)| f == name).map(|(_, v)| v.clone());
+    let mode = value("--mode").unwrap_or_else(|| "docker".into());
+    if !matches!(mode.as_str(), "docker" | "bridge") {
+        eprintln!("smarter-cni install: --mode must be docker or bridge, got {mode:?}");
+        return ExitCode::from(2);
+    }
+    let settings = node::activate::Settings::load(std::path::Path::new("/etc/default/smarter-cni"));
+    let installer = node::install::Install {
+        paths: settings_paths(paths, &settings),
+        payload: value("--payload").map(Into::into).unwrap_or_else(|| std::path::Path::new(node::install::DEFAULT_PAYLOAD_ROOT).join(&mode)),
+        retry_failed: switches.iter().any(|s| s == "--retry-failed"),
+        once: switches.iter().any(|s| s == "--once"),
+    };
+    installer.run()
+}
+
+/// A half-done activation (power cut, kill) is finished or undone before setup runs; when
+/// the binary in place changed, the rest of setup is that binary's.
+fn recover_activation(paths: &NodePaths) {
+    use node::activate::Recovery;
+    match node::activate::recover(&paths.bin_dir, &paths.state_dir) {
+        Ok(Recovery::Consistent) => {}
+        Ok(Recovery::Restored(version)) => {
+            println!("changed  an interrupted activation was undone: {version} is in place again (retry the upgrade)");
+            crate::log::error(&format!("setup: an interrupted activation was undone; {version} is in place again"));
+            reexec_if_replaced(paths);
+        }
+        Ok(Recovery::KeptOnly(version)) => println!("warning  an interrupted first install was kept ({version}); its health check runs at the next activation"),
+        Ok(Recovery::Unknown(why)) => println!("warning  activation record: {why}"),
+        Err(e) => println!("warning  cannot read the activation record in {}: {e}", paths.state_dir.display()),
+    }
+}
+
+fn reexec_if_replaced(paths: &NodePaths) {
+    use std::os::unix::process::CommandExt;
+    let bin = paths.bin_dir.join("smarter-cni");
+    let me = std::env::current_exe().ok();
+    let same = me.as_ref().and_then(|m| node::activate::fingerprint(m).ok()) == node::activate::fingerprint(&bin).ok();
+    if !same && std::env::var_os("SMARTER_CNI_REEXECUTED").is_none() {
+        let err = std::process::Command::new(&bin).args(std::env::args_os().skip(1)).env("SMARTER_CNI_REEXECUTED", "1").exec();
+        println!("warning  cannot run {} for the rest of setup: {err}", bin.display());
     }
 }
 

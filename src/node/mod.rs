@@ -1,8 +1,10 @@
 //! Node commands, apart from the plugin path (so VERSION stays instant): `setup` prepares a
 //! gateway, `status` diagnoses one.
 
+pub mod activate;
 pub mod dns_service;
 pub mod files;
+pub mod install;
 pub mod setup;
 pub mod status;
 
@@ -21,16 +23,20 @@ pub struct NodePaths {
     pub conf_dir: PathBuf,
     pub bin_dir: PathBuf,
     pub dnsmasq_config: PathBuf,
+    /// Kept binaries and the activation record (packages and the installer).
+    pub state_dir: PathBuf,
 }
 
 impl NodePaths {
-    /// Parses `--config`, `--conf-dir`, `--bin-dir`, `--dnsmasq-config`; returns the rest.
+    /// Parses `--config`, `--conf-dir`, `--bin-dir`, `--dnsmasq-config`, `--state-dir`; returns
+    /// the rest.
     pub fn from_args(args: &[String]) -> Result<(NodePaths, Vec<String>), String> {
         let mut paths = NodePaths {
             config: PathBuf::from(DEFAULT_CONFIG),
             conf_dir: PathBuf::new(),
             bin_dir: PathBuf::from(DEFAULT_BIN_DIR),
             dnsmasq_config: PathBuf::from(DEFAULT_DNSMASQ_CONFIG),
+            state_dir: PathBuf::from(activate::DEFAULT_STATE_DIR),
         };
         let mut rest = Vec::new();
         let mut iter = args.iter();
@@ -44,6 +50,7 @@ impl NodePaths {
                 "--conf-dir" => &mut paths.conf_dir,
                 "--bin-dir" => &mut paths.bin_dir,
                 "--dnsmasq-config" => &mut paths.dnsmasq_config,
+                "--state-dir" => &mut paths.state_dir,
                 _ => {
                     rest.push(arg.clone());
                     continue;

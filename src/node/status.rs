@@ -129,6 +129,7 @@ pub fn run(paths: &NodePaths) -> Status {
     };
     check_conflist(paths, &mut status);
     check_loopback(paths, &mut status);
+    check_activation(paths, &mut status);
     match config.mode {
         ModeKind::Docker => crate::plugin::block_on(crate::mode::docker::node::status(&config, &mut status)),
         ModeKind::Bridge => crate::mode::bridge::node::status(&config, &mut status),
@@ -166,6 +167,29 @@ fn check_loopback(paths: &NodePaths, status: &mut Status) {
         Err(e) => Err((format!("{} is missing ({e}): pods cannot start", link.display()), "run smarter-cni setup".into())),
     };
     status.check("loopback", result);
+}
+
+/// The activation record against the binary in place: which version the node runs, and
+/// what became of the last upgrade (rolled back, cut off by a power cut).
+fn check_activation(paths: &NodePaths, status: &mut Status) {
+    use super::activate::{fingerprint, Record, State};
+    let bin = paths.bin_dir.join("smarter-cni");
+    let result = match Record::read(&paths.state_dir) {
+        Ok(None) => Ok(format!("no activation record in {} (installed with the image)", paths.state_dir.display())),
+        Ok(Some(record)) => {
+            let in_place = fingerprint(&bin).ok();
+            if record.state == State::Activating || in_place.as_deref() == Some(record.fingerprint.as_str()) || record.fingerprint.is_empty() {
+                Ok(record.summary())
+            } else {
+                Err((
+                    format!("{} is not the binary on record ({}): installed without an activation, or one was cut off", bin.display(), record.summary()),
+                    "run smarter-cni setup (it puts the recorded binary back), or install the release again".into(),
+                ))
+            }
+        }
+        Err(e) => Err((format!("cannot read the activation record: {e}"), format!("check {}", Record::path(&paths.state_dir).display()))),
+    };
+    status.check("activation", result);
 }
 
 /// The PORTS column: `8080->80/tcp,5353->53/udp`, or `-`. One word, so columns stay columns.
