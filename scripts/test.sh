@@ -57,6 +57,10 @@ run_suites() {
 run_suites "Docker 20.10" "$D20_HOST" 172.30
 run_suites "Docker 26.1" "$D26_HOST" 172.31
 
+# The install procedure of the packages and the installer pod, killed at each step.
+step "activation: rollback, installer, power cuts (killed at every rename/link/fsync, sync order by strace)"
+cargo test --locked --test activate
+
 # Bridge mode needs no engine: real netns, bridge, veths, nftables, cnitool.
 step "bridge mode: kernel, address store, NAT, the verbs and cnitool"
 SMARTER_CNI_TEST_BRIDGE_BASE=172.33 cargo test --locked --test bridge --test bridge_link --test bridge_nat -- --test-threads=4

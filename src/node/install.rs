@@ -59,6 +59,7 @@ fn install_file(paths: &NodePaths, owned: &mut Vec<(String, String)>, source: &P
         Ok(_) if recorded.is_some() && recorded == fingerprint(target).ok() => FileOutcome::Updated,
         Ok(_) => {
             let dist = paths.state_dir.join("dist").join(target.file_name().unwrap_or_default());
+            fs::create_dir_all(paths.state_dir.join("dist")).map_err(|e| format!("cannot create {}: {e}", paths.state_dir.join("dist").display()))?;
             activate::copy_durably(source, &dist, 0o644).map_err(|e| format!("cannot write {}: {e}", dist.display()))?;
             return Ok(FileOutcome::KeptOperators(dist));
         }
