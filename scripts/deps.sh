@@ -16,6 +16,7 @@ PACKAGES=(
   iproute2 iptables jq file shellcheck qemu-user-static procps util-linux kmod
   nftables         # nft: bridge mode `setup` loads its NAT table; tests inspect it
   iputils-ping     # ping between bridge-mode test pods (netns)
+  strace binutils  # tests/activate: kills the install procedure at each step, reads its sync order
 )
 
 missing=()
