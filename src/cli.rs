@@ -218,7 +218,10 @@ pub fn main(args: &[String]) -> ExitCode {
     }
 }
 
-fn flag_values(rest: Vec<String>, flags: &[&str], switches: &[&str]) -> Result<(Vec<(String, String)>, Vec<String>), ExitCode> {
+/// (flag, value) pairs and the switches that were given.
+type Flags = (Vec<(String, String)>, Vec<String>);
+
+fn flag_values(rest: Vec<String>, flags: &[&str], switches: &[&str]) -> Result<Flags, ExitCode> {
     let mut values = Vec::new();
     let mut set = Vec::new();
     let mut rest = rest.into_iter();

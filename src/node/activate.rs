@@ -167,6 +167,10 @@ pub struct Record {
     pub time: u64,
 }
 
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
 impl Record {
     fn new(state: State) -> Record {
         Record {
@@ -176,7 +180,7 @@ impl Record {
             pending_version: String::new(),
             pending_fingerprint: String::new(),
             rejected_version: String::new(),
-            time: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            time: now(),
         }
     }
 
@@ -402,7 +406,7 @@ impl Activation {
         record.pending_version = new_version.clone();
         record.pending_fingerprint = new_fp.clone();
         record.rejected_version.clear();
-        record.time = Record::new(State::Active).time;
+        record.time = now();
         record.write(&state).map_err(|e| fail(format!("cannot write {}: {e}", Record::path(&state).display())))?;
 
         let landed = (|| -> io::Result<()> {
@@ -464,15 +468,21 @@ impl Activation {
         write_durably(&dir.join("records"), &records)
     }
 
-    fn node_args(&self) -> Vec<String> {
-        vec![
+    /// The node paths for `bin`'s setup and status. `--state-dir` only when not the default:
+    /// the previous binary may be a release that does not know the flag.
+    fn node_args(&self, bin: &Path) -> Vec<String> {
+        let mut args = vec![
             "--config".into(),
             self.paths.config.display().to_string(),
             "--dnsmasq-config".into(),
             self.paths.dnsmasq_config.display().to_string(),
             "--bin-dir".into(),
             self.bin_dir().display().to_string(),
-        ]
+        ];
+        if bin == self.bin && self.paths.state_dir != Path::new(DEFAULT_STATE_DIR) {
+            args.extend(["--state-dir".into(), self.paths.state_dir.display().to_string()]);
+        }
+        args
     }
 
     /// `status --json` of `bin` for this node's paths (None: it did not answer in JSON).
@@ -480,7 +490,7 @@ impl Activation {
         if !self.paths.config.is_file() {
             return None;
         }
-        let out = Command::new(bin).arg("status").arg("--json").args(self.node_args()).env(IN_ACTIVATION_ENV, "1").stdin(Stdio::null()).output().ok()?;
+        let out = Command::new(bin).arg("status").arg("--json").args(self.node_args(bin)).env(IN_ACTIVATION_ENV, "1").stdin(Stdio::null()).output().ok()?;
         serde_json::from_slice(&out.stdout).ok()
     }
 
@@ -491,7 +501,7 @@ impl Activation {
         let engine_up = || self.status_json(&self.bin).is_some_and(|s| s["checks"]["engine"]["ok"] == true);
         if self.settings.setup && self.paths.config.is_file() && (bridge || engine_up()) {
             say(&format!("smarter-cni setup --config {}", self.paths.config.display()));
-            let ok = Command::new(&self.bin).arg("setup").args(self.node_args()).env(IN_ACTIVATION_ENV, "1").stdin(Stdio::null()).status().is_ok_and(|s| s.success());
+            let ok = Command::new(&self.bin).arg("setup").args(self.node_args(&self.bin)).env(IN_ACTIVATION_ENV, "1").stdin(Stdio::null()).status().is_ok_and(|s| s.success());
             if !ok {
                 say("warning: setup reported errors (above); the health check decides");
             }
@@ -684,7 +694,7 @@ pub fn recover(bin_dir: &Path, state_dir: &Path) -> io::Result<Recovery> {
     record.state = State::Interrupted;
     record.rejected_version = if record.pending_version.is_empty() { cut_off } else { std::mem::take(&mut record.pending_version) };
     record.pending_fingerprint.clear();
-    record.time = Record::new(State::Active).time;
+    record.time = now();
     record.write(state_dir)?;
     Ok(Recovery::Restored(record.version.clone()))
 }
