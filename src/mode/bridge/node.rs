@@ -44,6 +44,10 @@ pub fn setup(config: &PluginConfig, report: &mut Report) {
         Err(e) if already && e.kind() == std::io::ErrorKind::NotFound => {
             report.add(Level::Ok, format!("NAT rules for {} are loaded (no nft here to reload them: kept)", config.subnet))
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => report.add(
+            Level::Error,
+            "cannot load the NAT rules: no nft here (the installer image has none): install nftables on the node and run              smarter-cni setup there (smarter-cni-setup.service does at boot)",
+        ),
         Err(e) => report.add(Level::Error, format!("cannot load the NAT rules: {e}; is nftables (nft) installed?")),
     }
     let store = leases(config);
