@@ -61,7 +61,10 @@ log() { printf 'build-image: %s\n' "$*" >&2; }
 # shellcheck source=../../scripts/lib/source-date-epoch.sh
 source "$REPO/scripts/lib/source-date-epoch.sh"
 
-for tool in python3 tar gzip file readelf; do
+# Debian's python3 when there is one (as build-dist.sh): the layer's gzip bytes are zlib's.
+PYTHON=/usr/bin/python3
+[[ -x $PYTHON ]] || PYTHON=python3
+for tool in "$PYTHON" tar gzip file readelf; do
   command -v "$tool" >/dev/null || die "'$tool' not found (apt-get install python3 tar gzip file binutils)"
 done
 
@@ -92,7 +95,7 @@ done
 
 mkdir -p "$OUT"
 log "smarter-cni $version ($revision), SOURCE_DATE_EPOCH=$SDE: image $IMAGE:$version into $OUT"
-python3 "$HERE/oci_archive.py" --version "$version" --revision "$revision" --source "$SOURCE_URL" \
+"$PYTHON" "$HERE/oci_archive.py" --version "$version" --revision "$revision" --source "$SOURCE_URL" \
   --epoch "$SDE" --reference "docker.io/$IMAGE:$version" --docker-tag "$IMAGE:$version" \
   --bridge-conflist "$REPO/images/rootfs-containerd/etc/cni/net.d/10-smarter-cni.conflist" \
   --bridge-dnsmasq "$REPO/images/rootfs/etc/smarter-cni/dnsmasq.conf" \
