@@ -17,9 +17,9 @@
 #  - the multi-arch .oci.tar is refused by `docker load` (both engines read only docker-save's
 #    manifest.json, see build-image.sh) and imports into both containerd daemons with
 #    `ctr -n k8s.io images import --all-platforms`: one image, three platforms, every blob in
-#    the content store; the amd64 single-platform archive imports as k3s's air-gap folder does
-#    (client.Import with all platforms, no unpack: `ctr import --local --all-platforms
-#    --no-unpack`); both run under containerd (`ctr run ... /smarter-cni --version`);
+#    the content store; the amd64 and the multi-arch archives import as k3s's air-gap folder
+#    does (client.Import with all platforms, no unpack: `ctr import --local --all-platforms
+#    --no-unpack`); each import runs under containerd (`ctr run ... /smarter-cni --version`);
 #  - the binary of each platform, taken from the multi-arch index (index -> manifest ->
 #    layer), is a static build for that machine and runs: x86_64 natively, arm64 and armv7
 #    under qemu-aarch64-static / qemu-arm-static (`--version`, and `install --help` once the
@@ -311,17 +311,22 @@ for v in 1.7 2.1; do
     fail "containerd $v: ctr images import --all-platforms of the multi-arch .oci.tar" "$(cat "$WORK/import.log")"
   fi
   ctr_images_rm "$v"
-  # k3s's air-gap folder: client.Import(WithAllPlatforms(true), WithSkipMissing()), no unpack.
-  if ctr_ "$v" images import --local --all-platforms --no-unpack "$A-amd64.tar" >"$WORK/import.log" 2>&1; then
-    got=$(ctr_ "$v" images ls | awk -v n="docker.io/$NAME:$VERSION" '$1 == n { print $2 " " $(NF-1) }')
-    check "containerd $v: the amd64 archive imports as k3s's air-gap folder does: $got" \
-      [ "$got" = "application/vnd.oci.image.manifest.v1+json linux/amd64" ]
-    got=$(ctr_run_version "$v")
-    check "containerd $v: ctr run of the air-gap import: --version: $got" [ "$got" = "smarter-cni $VERSION" ]
-  else
-    fail "containerd $v: ctr images import --local --all-platforms --no-unpack of the amd64 archive" "$(cat "$WORK/import.log")"
-  fi
-  ctr_images_rm "$v"
+  # k3s's air-gap folder: client.Import(WithAllPlatforms(true), WithSkipMissing()), no unpack;
+  # `ctr import --local` is the same client.Import (without WithSkipMissing, which only
+  # matters for an archive that lacks blobs). Both kinds of archive.
+  for kind in "amd64:$A-amd64.tar:application/vnd.oci.image.manifest.v1+json linux/amd64" \
+    "multi-arch:$A.oci.tar:application/vnd.oci.image.index.v1+json linux/amd64,linux/arm/v7,linux/arm64"; do
+    IFS=: read -r what file want <<<"$kind"
+    if ctr_ "$v" images import --local --all-platforms --no-unpack "$file" >"$WORK/import.log" 2>&1; then
+      got=$(ctr_ "$v" images ls | awk -v n="docker.io/$NAME:$VERSION" '$1 == n { print $2 " " $(NF-1) }')
+      check "containerd $v: the $what archive imports as k3s's air-gap folder does: $got" [ "$got" = "$want" ]
+      got=$(ctr_run_version "$v")
+      check "containerd $v: ctr run of that import (unpacked on demand): --version: $got" [ "$got" = "smarter-cni $VERSION" ]
+    else
+      fail "containerd $v: ctr images import --local --all-platforms --no-unpack of the $what archive" "$(cat "$WORK/import.log")"
+    fi
+    ctr_images_rm "$v"
+  done
 done
 
 # ------------------------------------------------------------------ the binaries under qemu-user
