@@ -40,6 +40,8 @@
 #   SMARTER_CNI_DIST        folder holding the dist tarballs (default <repo>/dist)
 #   SMARTER_CNI_OCI_OUT     output folder (default: the same as SMARTER_CNI_DIST)
 #   SMARTER_CNI_SOURCE_URL  the org.opencontainers.image.source label
+#   SMARTER_CNI_OCI_PLATFORMS  platforms to build (default "amd64 arm64 armv7"; a test that
+#                           needs one image builds only its dist tarball)
 #   SOURCE_DATE_EPOCH       timestamp of every file, of `created` (default: HEAD's commit time)
 # Needs python3, tar, gzip, file, readelf (binutils).
 set -euo pipefail
@@ -53,7 +55,7 @@ IMAGE=smarter-cni/installer
 # platform (file names) -> Rust target triple of the dist tarball
 declare -A TRIPLE=([amd64]=x86_64-unknown-linux-musl [arm64]=aarch64-unknown-linux-musl
   [armv7]=armv7-unknown-linux-musleabihf)
-PLATFORMS=(amd64 arm64 armv7)
+read -r -a PLATFORMS <<<"${SMARTER_CNI_OCI_PLATFORMS:-amd64 arm64 armv7}"
 
 die() { printf 'build-image: error: %s\n' "$*" >&2; exit 1; }
 log() { printf 'build-image: %s\n' "$*" >&2; }
@@ -80,6 +82,7 @@ trap 'rm -rf "$stage"' EXIT
 # Unpack each dist tarball and check its binary: static, for the platform's machine.
 inputs=()
 for p in "${PLATFORMS[@]}"; do
+  [[ -n ${TRIPLE[$p]:-} ]] || die "unknown platform '$p' in SMARTER_CNI_OCI_PLATFORMS (amd64, arm64, armv7)"
   t=${TRIPLE[$p]}
   tarball=$DIST/smarter-cni-$version-$t.tar.gz
   [[ -f $tarball ]] ||
