@@ -7,6 +7,8 @@
 # The sourcing test sets, before calling node_setup:
 #   WORK (scratch dir), NET, SUBNET, GATEWAY, LABEL (docker label of its containers),
 #   CNI_DIR (where the runtime finds smarter-cni and loopback), BIN=$CNI_DIR/smarter-cni
+# and optionally ENGINE_HOST (default the 26.1 engine), STATE_ROOT (the folder of the
+# network's DNS records, default /run/smarter-cni), STATE_DIR (status --state-dir).
 
 started=$SECONDS
 passed=0
@@ -30,7 +32,7 @@ finish() {
   exit
 }
 
-docker() { "$DOCKER" -H "$D26_HOST" "$@"; }
+docker() { "$DOCKER" -H "${ENGINE_HOST:-$D26_HOST}" "$@"; }
 logged() { # log-name command...  (no terminal: a conffile prompt would fail dpkg)
   local name=$1
   shift
@@ -38,14 +40,17 @@ logged() { # log-name command...  (no terminal: a conffile prompt would fail dpk
 }
 version_is() { [ "$("$BIN" --version 2>&1)" = "smarter-cni $1" ]; }
 
-# The newest earlier commit that has packaging/deb, else HEAD, built as <version>-prev
-# (x86_64 musl) in $PREV_DIR. Sets PREV_VERSION, PREV_COMMIT, PREV_BIN.
+# The newest earlier commit that has the route's builder (PREV_BUILDER, default
+# packaging/deb's; PREV_REF, or SMARTER_CNI_DEB_PREV_REF for the .deb, overrides), else
+# HEAD, built as <version>-prev (x86_64 musl) in $PREV_DIR. Sets PREV_VERSION, PREV_COMMIT,
+# PREV_BIN.
 build_previous_release() {
-  local prev_ref
-  prev_ref=${SMARTER_CNI_DEB_PREV_REF:-$(git -C "$REPO" rev-list -1 HEAD~1 -- packaging/deb/build-deb.sh 2>/dev/null)}
+  local builder=${PREV_BUILDER:-packaging/deb/build-deb.sh} prev_ref=${PREV_REF:-}
+  [ -n "$prev_ref" ] || [ -n "${PREV_BUILDER:-}" ] || prev_ref=${SMARTER_CNI_DEB_PREV_REF:-}
+  [ -n "$prev_ref" ] || prev_ref=$(git -C "$REPO" rev-list -1 HEAD~1 -- "$builder" 2>/dev/null)
   if [ -z "$prev_ref" ]; then
     prev_ref=HEAD
-    echo "no earlier commit has packaging/deb: the previous release is HEAD rebuilt as $NEW_VERSION-prev"
+    echo "no earlier commit has $builder: the previous release is HEAD rebuilt as $NEW_VERSION-prev"
   fi
   PREV_COMMIT=$(git -C "$REPO" rev-parse "$prev_ref^{commit}")
   PREV_VERSION=${NEW_VERSION%%-*}-prev
@@ -84,7 +89,7 @@ remove_test_pods() {
   # shellcheck disable=SC2086 # one id per word
   [ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1
   docker network rm "$NET" >/dev/null 2>&1 || true
-  rm -rf "/run/smarter-cni/$NET"
+  rm -rf "${STATE_ROOT:-/run/smarter-cni}/$NET"
 }
 
 # Node DNS as smarter-cni-dns.service runs it, with the test's copy of dnsmasq.conf.
@@ -107,7 +112,10 @@ node_dns_resolves() { # pod...: node DNS answers each pod name with its address
       { echo "     node DNS: $p -> '$got'"; return 1; }
   done
 }
-healthy() { "$BIN" status --config "$SMARTER_CNI_CONFIG" --dnsmasq-config "$SMARTER_CNI_DNSMASQ_CONFIG" --bin-dir "$CNI_DIR" >"$WORK/status.txt" 2>&1 || { sed 's/^/     /' "$WORK/status.txt"; false; }; }
+healthy() {
+  "$BIN" status --config "$SMARTER_CNI_CONFIG" --dnsmasq-config "$SMARTER_CNI_DNSMASQ_CONFIG" --bin-dir "$CNI_DIR" \
+    ${STATE_DIR:+--state-dir "$STATE_DIR"} >"$WORK/status.txt" 2>&1 || { sed 's/^/     /' "$WORK/status.txt"; false; }
+}
 
 # ------------------------------------------------------------------ pods
 # One CNI call the way cri-dockerd makes it: env + config on stdin; the result on
@@ -139,7 +147,7 @@ pod_call() { # command pod  (CHECK gets the ADD result as prevResult)
   [ "$1" = CHECK ] && conf=$(jq -c --slurpfile r "$WORK/$2.json" '. + {prevResult: $r[0]}' <<<"$CONF")
   cni "$1" smarter-cni "$(cat "$WORK/$2.id")" "$(cat "$WORK/$2.netns")" "$2" "$conf" >/dev/null
 }
-record_of() { grep -l "container=$(cat "$WORK/$1.id")" "/run/smarter-cni/$NET/hosts/"* 2>/dev/null; }
+record_of() { grep -l "container=$(cat "$WORK/$1.id")" "${STATE_ROOT:-/run/smarter-cni}/$NET/hosts/"* 2>/dev/null; }
 resolves_all() { # pod hostname...: each name resolves inside the pod to its pod's address
   local from=$1 name got
   shift
