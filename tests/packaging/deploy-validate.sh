@@ -122,7 +122,7 @@ expect_fail "negative: the chart rejects a misspelled value (nodeSelektor)" "nod
 # A render with the optional parts flipped, validated below with the rest.
 variant='{"mode": "bridge", "createNamespace": true, "podSecurityLevel": "", "serviceAccount": {"create": false},
   "priorityClassName": "", "podLabels": {"fleet": "eu-1"}, "podAnnotations": {"a": "b"}, "maxUnavailable": 25,
-  "runSetup": false, "healthRequire": "config loopback network dns",
+  "runSetup": false, "healthRequire": "config loopback network dns-records", "retryFailed": true,
   "image": {"repository": "registry.local:5000/smarter-cni/installer", "tag": "0.2.0", "pullPolicy": "Always"}}'
 if out=$(render render --values "$variant" 2>&1 >"$WORK/variant.yaml"); then
   pass "render with the other settings (no ServiceAccount, no priority class, pod labels, maxUnavailable 25, ...)"
