@@ -202,11 +202,13 @@ check("container installer, image smarter-cni/installer:" + version + ", IfNotPr
       (c["name"], c["image"], c.get("imagePullPolicy")) == ("installer", f"smarter-cni/installer:{version}", "IfNotPresent"), (c["name"], c["image"], c.get("imagePullPolicy")))
 check(f"command /smarter-cni install --mode {mode}", c.get("command") == ["/smarter-cni", "install"] and c.get("args") == ["--mode", mode], (c.get("command"), c.get("args")))
 env = {e["name"]: e.get("value") for e in c.get("env", [])}
-check("env SMARTER_CNI_HEALTH_REQUIRE=\"config loopback network\", SMARTER_CNI_SETUP=yes",
-      env.get("SMARTER_CNI_HEALTH_REQUIRE") == "config loopback network" and env.get("SMARTER_CNI_SETUP") == "yes", env)
+# Bridge mode also requires what the gateway OS's setup does that the pod cannot (nft, sysctls).
+require = "config loopback network" + (" forwarding nat" if mode == "bridge" else "")
+check(f"env SMARTER_CNI_HEALTH_REQUIRE=\"{require}\", SMARTER_CNI_SETUP=yes",
+      env.get("SMARTER_CNI_HEALTH_REQUIRE") == require and env.get("SMARTER_CNI_SETUP") == "yes", env)
 rp = c.get("readinessProbe", {})
-check("readinessProbe exec [/smarter-cni, status, --require, config,loopback,network], period 30 s, timeout 10 s",
-      rp.get("exec", {}).get("command") == ["/smarter-cni", "status", "--require", "config,loopback,network"]
+check(f"readinessProbe exec [/smarter-cni, status, --require, {require.replace(' ', ',')}], period 30 s, timeout 10 s",
+      rp.get("exec", {}).get("command") == ["/smarter-cni", "status", "--require", require.replace(" ", ",")]
       and rp.get("periodSeconds") == 30 and rp.get("timeoutSeconds") == 10, rp)
 check("no liveness or startup probe", "livenessProbe" not in c and "startupProbe" not in c)
 sc = c.get("securityContext", {})

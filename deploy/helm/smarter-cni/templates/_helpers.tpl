@@ -29,5 +29,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* SMARTER_CNI_HEALTH_REQUIRE's parts as the comma list `status --require` takes. */}}
 {{- define "smarter-cni.requireList" -}}
-{{- splitList " " .Values.healthRequire | compact | join "," -}}
+{{- splitList " " (include "smarter-cni.healthRequire" .) | compact | join "," -}}
+{{- end -}}
+
+{{/* The health check's parts: the value, else the mode's default. */}}
+{{- define "smarter-cni.healthRequire" -}}
+{{- if .Values.healthRequire -}}{{ .Values.healthRequire }}
+{{- else if eq .Values.mode "bridge" -}}config loopback network forwarding nat
+{{- else -}}config loopback network
+{{- end -}}
 {{- end -}}
