@@ -42,7 +42,8 @@ cargo test --locked --lib --bins
 step "shellcheck"
 shellcheck -x -P SCRIPTDIR scripts/*.sh scripts/lib/*.sh .ci/run images/flash/smarter-flash \
   images/debian/build-image.sh images/rootfs/usr/lib/smarter-cni/provision \
-  tests/images/*.sh tests/packaging/*.sh packaging/deb/build-deb.sh
+  tests/images/*.sh tests/packaging/*.sh packaging/deb/build-deb.sh deploy/generate.sh deploy/tools/*.sh \
+  packaging/oci/build-image.sh
 echo "shellcheck: clean"
 
 # Docker mode: the suites for the two engines use different subnets, so leftovers of one
