@@ -108,13 +108,16 @@ NEW_IMAGE=smarter-cni/installer:$NEW_VERSION
 log "previous release"
 build_prev() {
   PREV_BUILDER=packaging/oci/build-image.sh build_previous_release || return 1
+  # Its own builder; one that cannot build the amd64 image alone: this tree's, in its tree.
   local src=$PREV_DIR/src
-  [ -x "$src/packaging/oci/build-image.sh" ] || src=$REPO
-  installer_archive "$src" "$WORK/prev-dist" "$PREV_VERSION" "$WORK/prev-oci" amd64
+  installer_archive "$src" "$WORK/prev-dist" "$PREV_VERSION" "$WORK/prev-oci" amd64 && return 0
+  echo "the previous release's packaging/oci/build-image.sh failed (above): this tree's builds its image"
+  rm -rf "$src/packaging/oci" && cp -r "$REPO/packaging/oci" "$src/packaging/oci" &&
+    installer_archive "$src" "$WORK/prev-dist" "$PREV_VERSION" "$WORK/prev-oci" amd64
 }
 if build_prev >"$WORK/prev.log" 2>&1; then
   pass "previous release $PREV_VERSION built from $(git -C "$REPO" rev-parse --short "$PREV_COMMIT")"
-  grep '^no earlier commit' "$WORK/prev.log" | sed 's/^/     /'
+  grep -E "^no earlier commit|^the previous release's" "$WORK/prev.log" | sed 's/^/     /'
 else
   tail -n 30 "$WORK/prev.log"
   fail "previous release built"
@@ -180,6 +183,7 @@ ready_result() { # container description
   case $1 in
     0) pass "$2: ready (probe passes) after $READY_MS ms" ;;
     1) fail "$2: the container exited ($(exit_code "$3")) before it was ready" "$(installer_log "$3")" ;;
+    3) fail "$2: strace could not attach to the engine's containerd" "$(cat "$WORK/strace.up.err")" ;;
     *) fail "$2: not ready within ${READY_TIMEOUT:-120} s" "$(installer_log "$3")" ;;
   esac
 }
@@ -252,11 +256,7 @@ land_under_load() { # tag runner container image version-before version-after ro
   shift 8
   hold_binary
   under_load "$tag" "$runner" "$c" "$image" "$@"
-  if [ "$LOAD_RC" = 0 ]; then
-    pass "installer $after ready under load after $READY_MS ms ($LOAD_SUMMARY)"
-  else
-    fail "installer $after ready under load (rc $LOAD_RC)" "$(cat "$WORK/$tag.log")" "$(installer_log "$c")"
-  fi
+  ready_result "$LOAD_RC" "installer $after under load ($LOAD_SUMMARY)" "$c"
   check "zero failed CNI calls while the installer ran" no_failed_calls "$tag"
   check "$BIN is $after" version_is "$after"
   check "the binary in place before was replaced, never written into (its file is unchanged)" replaced_not_written "$old_root"

@@ -103,8 +103,12 @@ installer_until_ready() { # name image [docker-run options...]
   return 2
 }
 # The installer's log (stdout + stderr) to $WORK/<name>.out.
-installer_log() { docker logs "$1" >"$WORK/$1.out" 2>&1; cat "$WORK/$1.out"; }
+installer_log() {
+  docker logs "$1" >"$WORK/$1.out" 2>&1
+  if [ -s "$WORK/$1.out" ]; then cat "$WORK/$1.out"; else echo "(the installer printed nothing)"; fi
+}
 ready_only_when_active() { # version
+  [ -n "$READY_MS" ] || { echo "     (never ready)"; return 1; }
   grep -qx 'state=active' <<<"$READY_RECORD" && grep -qx "version=$1" <<<"$READY_RECORD" ||
     { echo "     at the first successful probe the activation record said:"; sed 's/^/     | /' <<<"$READY_RECORD"; false; }
 }
