@@ -274,7 +274,13 @@ fn activate(paths: NodePaths, rest: Vec<String>) -> ExitCode {
     paths.bin_dir = bin.parent().map(Into::into).unwrap_or_default();
     let retry = value("--retry").unwrap_or_else(|| format!("smarter-cni activate --bin {}", bin.display()));
     let activation = node::activate::Activation { bin, staged: value("--staged").map(Into::into), retry, paths, settings };
-    exit_code(activation.run().is_ok())
+    match activation.run() {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(failure) => {
+            failure.report();
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn install(paths: NodePaths, rest: Vec<String>) -> ExitCode {

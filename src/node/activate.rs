@@ -78,7 +78,14 @@ fn link_durably(source: &Path, target: &Path) -> io::Result<()> {
     }
     let tmp = hidden_beside(target, "tmp");
     let _ = fs::remove_file(&tmp);
-    fs::hard_link(source, &tmp)?;
+    if let Err(e) = fs::hard_link(source, &tmp) {
+        // Two bind mounts of one filesystem (the installer pod's hostPaths) share st_dev
+        // but refuse links between them (EXDEV).
+        if e.raw_os_error() == Some(libc::EXDEV) {
+            return copy_durably(source, target, src.permissions().mode() & 0o7777);
+        }
+        return Err(e);
+    }
     fs::rename(&tmp, target).inspect_err(|_| {
         let _ = fs::remove_file(&tmp);
     })?;
@@ -332,6 +339,19 @@ pub enum Outcome {
 pub struct Failure {
     pub problems: Vec<String>,
     pub rolled_back: bool,
+    /// Already shown to the operator (the rollback report).
+    pub reported: bool,
+}
+
+impl Failure {
+    /// Shows a failure that the rollback report did not.
+    pub fn report(&self) {
+        if !self.reported {
+            for problem in &self.problems {
+                eprintln!("smarter-cni activate: {problem}");
+            }
+        }
+    }
 }
 
 fn say(text: &str) {
@@ -362,7 +382,7 @@ impl Activation {
     /// Runs the whole procedure. `Err` after a failed health check (rolled back when there
     /// was a previous binary) or a step that could not be done (nothing changed, or undone).
     pub fn run(&self) -> Result<Outcome, Failure> {
-        let fail = |problem: String| Failure { problems: vec![problem], rolled_back: false };
+        let fail = |problem: String| Failure { problems: vec![problem], rolled_back: false, reported: false };
         let state = self.state_dir().to_path_buf();
         let _lock = ActivationLock::take(&state).map_err(|e| fail(format!("cannot lock {}: {e}", state.display())))?;
         let _ = fs::remove_file(state.join("status.json"));
@@ -546,7 +566,8 @@ impl Activation {
             }
         }
         for (part, check) in &checks {
-            if !self.settings.require.contains(part) && check["ok"] != true {
+            // "activation" is this very activation, in progress.
+            if !self.settings.require.contains(part) && part != "activation" && check["ok"] != true {
                 say(&format!("warning (not required): {part}: {}", check["detail"].as_str().unwrap_or("")));
             }
         }
@@ -610,7 +631,7 @@ impl Activation {
         let _ = writeln!(err, "  {}", self.retry);
         let _ = writeln!(err, "Full report: {} status --config {} --bin-dir {}", self.bin.display(), self.paths.config.display(), self.bin_dir().display());
         let _ = writeln!(err, "{}", "*".repeat(72));
-        Failure { problems, rolled_back }
+        Failure { problems, rolled_back, reported: true }
     }
 }
 

@@ -131,7 +131,8 @@ impl Install {
             paths: self.paths.clone(),
             settings: Settings::load(Path::new("/etc/default/smarter-cni")),
         };
-        if activation.run().is_err() {
+        if let Err(failure) = activation.run() {
+            failure.report();
             return ExitCode::FAILURE;
         }
         if self.once {

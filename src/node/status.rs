@@ -127,6 +127,7 @@ pub fn run(paths: &NodePaths) -> Status {
             return status;
         }
     };
+    status.check("config", Ok(format!("{} (network {}, {} mode)", paths.config.display(), config.network, config.mode.as_str())));
     check_conflist(paths, &mut status);
     check_loopback(paths, &mut status);
     check_activation(paths, &mut status);
@@ -178,7 +179,10 @@ fn check_activation(paths: &NodePaths, status: &mut Status) {
         Ok(None) => Ok(format!("no activation record in {} (installed with the image)", paths.state_dir.display())),
         Ok(Some(record)) => {
             let in_place = fingerprint(&bin).ok();
-            if record.state == State::Activating || in_place.as_deref() == Some(record.fingerprint.as_str()) || record.fingerprint.is_empty() {
+            if record.state == State::Activating {
+                // Not ready while an activation runs: the installer pod's probe waits for it.
+                Err((record.summary(), "wait for the activation to finish (or, after a crash, run smarter-cni setup)".into()))
+            } else if in_place.as_deref() == Some(record.fingerprint.as_str()) || record.fingerprint.is_empty() {
                 Ok(record.summary())
             } else {
                 Err((

@@ -99,11 +99,13 @@ else
 fi
 
 # An rpm of the recipe's ${PN} files with its scriptlets, as package_rpm.bbclass makes it.
-build_rpm() { # version binary
+# Each release carries its own activate (the previous one's from its source tree: older
+# releases have the procedure in the script, newer ones in the binary).
+build_rpm() { # version binary activate
   local top=$WORK/rpmbuild-$1
   mkdir -p "$top/root"
   install -D -m 0755 "$2" "$top/root$SMARTER_CNI_STAGED"
-  install -D -m 0755 "$REPO/packaging/activate" "$top/root$ACTIVATE"
+  install -D -m 0755 "$3" "$top/root$ACTIVATE"
   install -D -m 0644 "$REPO/images/rootfs/usr/lib/tmpfiles.d/smarter-cni.conf" "$top/root$TMPFILES"
   install -d "$top/root$CNI_BINDIR"
   {
@@ -120,7 +122,9 @@ build_rpm() { # version binary
 }
 NEW_RPM_VERSION=${NEW_VERSION//-/\~}-r0
 PREV_RPM_VERSION=${PREV_VERSION//-/\~}-r0
-if build_rpm "$PREV_VERSION" "$PREV_BIN" && build_rpm "$NEW_VERSION" "$NEW_BIN"; then
+PREV_ACTIVATE=$PREV_DIR/src/packaging/activate
+[ -f "$PREV_ACTIVATE" ] || PREV_ACTIVATE=$REPO/packaging/activate
+if build_rpm "$PREV_VERSION" "$PREV_BIN" "$PREV_ACTIVATE" && build_rpm "$NEW_VERSION" "$NEW_BIN" "$REPO/packaging/activate"; then
   pass "rpm packages $PREV_RPM_VERSION and $NEW_RPM_VERSION built"
 else
   cat "$WORK"/rpmbuild-*/build.log

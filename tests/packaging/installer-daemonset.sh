@@ -9,7 +9,7 @@
 # readOnlyRootFilesystem, the hostPath volumes at the same paths inside), the image loaded
 # with `docker load` from the archive packaging/oci/build-image.sh makes, the readiness
 # probe as the kubelet runs it (`docker exec <c> /smarter-cni status --require
-# config,loopback,network`). The node's host paths are per-test folders under $WORK, never
+# config,loopback,network,activation`). The node's host paths are per-test folders under $WORK, never
 # the machine's own /opt/cni/bin or /etc/cni/net.d. Pods are started as cri-dockerd starts
 # them (tests/packaging/lib/upgrade-under-load.sh), calling the installed binary on the host
 # with a host-side copy of the installed conflist whose engine socket and records paths
