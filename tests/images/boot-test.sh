@@ -30,18 +30,23 @@ trap 'rm -rf "$k"' EXIT
 start=$(sfdisk -J "$IMG" | python3 -c 'import json,sys; print(json.load(sys.stdin)["partitiontable"]["partitions"][0]["start"])') ||
   die "cannot read the partition table of $IMG"
 off=$((start * 512))
-{ mcopy -i "$IMG@@$off" ::vmlinuz "$k/vmlinuz" && mcopy -i "$IMG@@$off" ::initrd.img "$k/initrd.img"; } ||
-  die "no vmlinuz/initrd.img on the boot partition of $IMG"
+{ mcopy -i "$IMG@@$off" ::vmlinuz "$k/vmlinuz" && mcopy -i "$IMG@@$off" ::initrd.img "$k/initrd.img" &&
+  mcopy -i "$IMG@@$off" ::cmdline.txt "$k/cmdline.txt"; } ||
+  die "no vmlinuz/initrd.img/cmdline.txt on the boot partition of $IMG"
+# The image's own kernel command line (root by label, read-only until fsck has run,
+# fsck.repair=yes), with qemu's serial console in place of the Pi's consoles.
+cmdline="$(tr -s ' \n' '  ' <"$k/cmdline.txt" | sed -E 's/(^| )console=[^ ]*//g; s/^ +| +$//g') console=ttyAMA0 panic=-1 systemd.show_status=1"
 # Debian's arm64 vmlinuz is a gzip'd Image: qemu's -kernel takes the raw Image.
 if gzip -t "$k/vmlinuz" 2>/dev/null; then gzip -dc "$k/vmlinuz" >"$k/Image"; else cp "$k/vmlinuz" "$k/Image"; fi
 
 echo "boot-test: booting $(basename "$IMG") (timeout ${TIMEOUT}s, console log $LOG)"
+echo "boot-test: kernel command line: $cmdline"
 t0=$SECONDS
 timeout --foreground -k 10 "$TIMEOUT" qemu-system-aarch64 \
   -M virt -cpu cortex-a72 -m 2048 -smp 2 -accel tcg,thread=multi \
   -nographic -no-reboot -nic none -snapshot \
   -kernel "$k/Image" -initrd "$k/initrd.img" \
-  -append "root=LABEL=smarter-root rootfstype=ext4 rw console=ttyAMA0 panic=-1 systemd.show_status=1" \
+  -append "$cmdline" \
   -drive "file=$IMG,format=raw,if=virtio" \
   -serial "file:$LOG" -monitor none </dev/null >"$OUT/boot-test-qemu.log" 2>&1
 rc=$?
@@ -52,6 +57,35 @@ echo "boot-test: qemu exited with $rc after ${dur}s"
 grep -a 'BOOT-TEST:' "$LOG" | tr -d '\r' | sed 's/^.*BOOT-TEST: /  /'
 passed=$(grep -ac 'BOOT-TEST: ok ' "$LOG")
 failed=$(grep -ac 'BOOT-TEST: FAIL ' "$LOG")
+
+# File system checks at boot, from the console (before the in-image test can see anything):
+# the initramfs checks root before mounting it (its fsck line and e2fsck's verdict), and
+# systemd-fsck checks the boot partition (fstab pass 2).
+console_has() { # <name> <extended regexp>
+  local line
+  if line=$(tr -d '\r' <"$LOG" | grep -aE -m1 "$2"); then
+    echo "  ok   $1: ${line:0:160}"; passed=$((passed + 1))
+  else
+    echo "  FAIL $1 (no line matching: $2)"; failed=$((failed + 1))
+  fi
+}
+console_lacks() { # <name> <extended regexp>
+  local line
+  if line=$(tr -d '\r' <"$LOG" | grep -aE -m1 "$2"); then
+    echo "  FAIL $1: ${line:0:160}"; failed=$((failed + 1))
+  else
+    echo "  ok   $1"; passed=$((passed + 1))
+  fi
+}
+console_lacks "initramfs has fsck (no 'fsck not present')" 'fsck not present'
+console_has "initramfs checks the root file system" '(Will now check|Checking) root file system'
+# e2fsck names the file system by its label: "clean, ..." or, after a repair or a journal
+# replay, "N/M files (x% non-contiguous)".
+console_has "e2fsck verdict on root (smarter-root)" '(smarter-root|/dev/vda2): (clean, [0-9]+/[0-9]+ files|recovering journal|[0-9]+/[0-9]+ files \()'
+console_has "root mounted read-only by the initramfs" 'EXT4-fs \([a-z0-9]+\): mounted filesystem .* ro with'
+console_has "systemd-fsck checked the boot partition" 'Finished .*systemd-fsck@dev-disk-by.*SMARTERBOOT'
+console_has "root remounted read-write after the check" 'EXT4-fs \([a-z0-9]+\): re-mounted [0-9a-f-]+ r/w'
+
 if grep -aq 'BOOT-TEST: PASS' "$LOG" && ((failed == 0 && passed > 0)); then
   echo "boot-test: PASS in ${dur}s (console log: $LOG)"
 else
