@@ -17,9 +17,9 @@
 # packaging/oci/build-image.sh; an arm64 docker-save archive) into
 # /var/lib/rancher/k3s/agent/images/, so the installer DaemonSet's pod never pulls. The
 # containerd runtime: k3s imports that folder into its containerd at start. Docker: k3s
-# leaves it alone (cri-dockerd has no import), so smarter-cni-preload-images.service
-# `docker load`s every *.tar there before the k3s agent starts (it is enabled in every
-# Docker image: an archive copied there later is loaded at the next boot too).
+# leaves it alone (cri-dockerd has no import), so the option also installs and enables
+# smarter-cni-preload-images.service (images/rootfs-airgap), which `docker load`s every
+# *.tar there before the k3s agent starts, at every boot.
 #
 # Environment:
 #   SMARTER_RUNTIME=docker|containerd   as --runtime (the option wins)
@@ -49,6 +49,7 @@ RUNTIME=${SMARTER_RUNTIME:-docker}
 OUT=$REPO/images/out
 BASE_ONLY=0
 PRELOAD=${SMARTER_PRELOAD_INSTALLER:-}
+PRELOAD_UNITS=()
 AIRGAP_DIR=/var/lib/rancher/k3s/agent/images
 SUITE=trixie
 ARCH=arm64
@@ -230,14 +231,18 @@ stage_rootfs() {
   fi
   # this image's own settings (network, fstab, ssh host keys at first boot...)
   cp -a --no-preserve=ownership "$REPO/images/debian/overlay/." "$STAGE/"
-  # k3s's containerd imports the air-gap folder itself: the Docker loader is Docker's only.
-  [[ $RUNTIME == docker ]] || rm "$STAGE/etc/systemd/system/smarter-cni-preload-images.service"
   chown -R 0:0 "$STAGE/etc/systemd/system" "$STAGE/etc/fstab" "$STAGE/etc/hostname"
 
   if [[ -n $PRELOAD ]]; then
     # k3s makes its agent folder 0700 (keys live there); the images folder inside is public.
     install -d -m 0700 "$STAGE/var/lib/rancher/k3s/agent"
     install -D -m 0644 "$PRELOAD" "$STAGE$AIRGAP_DIR/$(basename "$PRELOAD")"
+    # k3s's containerd imports the folder itself; for Docker, its loader (images/rootfs-airgap).
+    if [[ $RUNTIME == docker ]]; then
+      install -D -m 0644 "$REPO/images/rootfs-airgap/usr/lib/systemd/system/smarter-cni-preload-images.service" \
+        "$STAGE/usr/lib/systemd/system/smarter-cni-preload-images.service"
+      PRELOAD_UNITS=(smarter-cni-preload-images.service)
+    fi
     log "air gap: $(basename "$PRELOAD") ($PRELOAD_TAGS) in $AIRGAP_DIR"
   fi
 
@@ -260,7 +265,7 @@ stage_rootfs() {
     smarter-k3s-agent.service smarter-gateway-provision.service systemd-networkd.service
     systemd-resolved.service ssh.service systemd-timesyncd.service)
   case $RUNTIME in
-    docker) units+=(docker.service smarter-cni-preload-images.service) ;;
+    docker) units+=(docker.service "${PRELOAD_UNITS[@]}") ;;
     containerd) units+=(smarter-cni-hostnames.service) ;;
   esac
   if [[ $VARIANT == test ]]; then
