@@ -3,7 +3,7 @@
 # a partitioned .img (FAT boot partition + ext4 root) and its .bmap, in one command.
 #
 #   images/debian/build-image.sh [--variant gateway|test] [--runtime docker|containerd] [--out DIR]
-#                                [--base-only]
+#                                [--base-only] [--preload-installer FILE]
 #
 # --base-only: only step 2, the cached base root filesystem (CI makes it in the background
 # while the test suites run; a build that needs it meanwhile waits for it).
@@ -12,13 +12,23 @@
 # embedded containerd, smarter-cni in bridge mode (nftables for its NAT rules), the
 # containerd variant's files of images/rootfs-containerd over images/rootfs, and
 # smarter-cni-hostnames.service. The image's name ends in -containerd.
+# --preload-installer FILE (or SMARTER_PRELOAD_INSTALLER): air gap. Bakes the installer
+# image archive FILE (dist/smarter-cni-installer-<version>-arm64.tar of
+# packaging/oci/build-image.sh; an arm64 docker-save archive) into
+# /var/lib/rancher/k3s/agent/images/, so the installer DaemonSet's pod never pulls. The
+# containerd runtime: k3s imports that folder into its containerd at start. Docker: k3s
+# leaves it alone (cri-dockerd has no import), so the option also installs and enables
+# smarter-cni-preload-images.service (images/rootfs-airgap), which `docker load`s every
+# *.tar there before the k3s agent starts, at every boot.
 #
 # Environment:
 #   SMARTER_RUNTIME=docker|containerd   as --runtime (the option wins)
+#   SMARTER_PRELOAD_INSTALLER=FILE      as --preload-installer (the option wins)
 #   K3S_BINARY=/path/to/k3s-arm64   installed as /usr/local/bin/k3s (else the agent unit stays
 #                                   installed but inactive: ConditionPathExists is not met)
 #   SMARTER_IMAGE_CACHE             cache (default /var/cache/smarter-cni-image): .debs and the
 #                                   base root filesystem, keyed on suite + package list
+#                                   + the files it needs before its packages (BASE_FILES)
 #   SMARTER_IMAGE_MIRROR            Debian mirror (default: the one this machine's apt uses)
 #   SMARTER_IMAGE_NO_INSTALL=1      do not apt-get install the build tools
 #   SMARTER_CNI_TARGET_DIR          passed to scripts/build-dist.sh (cargo target dir)
@@ -38,6 +48,9 @@ VARIANT=gateway
 RUNTIME=${SMARTER_RUNTIME:-docker}
 OUT=$REPO/images/out
 BASE_ONLY=0
+PRELOAD=${SMARTER_PRELOAD_INSTALLER:-}
+PRELOAD_UNITS=()
+AIRGAP_DIR=/var/lib/rancher/k3s/agent/images
 SUITE=trixie
 ARCH=arm64
 BOOT_MB=256
@@ -65,7 +78,8 @@ while (($#)); do
     --runtime) RUNTIME=${2:?}; shift 2 ;;
     --out) OUT=${2:?}; shift 2 ;;
     --base-only) BASE_ONLY=1; shift ;;
-    -h | --help) sed -n '2,32p' "$0"; exit 0 ;;
+    --preload-installer) PRELOAD=${2:?}; shift 2 ;;
+    -h | --help) sed -n '2,42p' "$0"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
 done
@@ -85,6 +99,30 @@ FLAVOUR=$VARIANT
 [[ $RUNTIME == docker ]] || FLAVOUR+=-$RUNTIME
 ((EUID == 0)) || die "run as root (mmdebstrap root mode, loop-free image assembly needs root-owned files)"
 export PATH=$PATH:/usr/sbin:/sbin
+
+# ------------------------------------------------------------------ air gap
+# The archive to preload: a single-platform docker-save archive (manifest.json naming its
+# config and tags) for this image's architecture, which both loaders take (k3s's
+# containerd import, `docker load`). Prints its tags.
+check_preload() {
+  [[ -f $PRELOAD ]] || die "--preload-installer $PRELOAD: no such file (build it: packaging/oci/build-image.sh, after scripts/build-dist.sh)"
+  [[ $PRELOAD == *.tar ]] || die "--preload-installer $PRELOAD: not a .tar (use dist/smarter-cni-installer-<version>-$ARCH.tar)"
+  python3 - "$PRELOAD" "$ARCH" <<'PY' || die "--preload-installer $PRELOAD: not a docker-save archive of one linux/$ARCH image (what Docker and k3s load); use dist/smarter-cni-installer-<version>-$ARCH.tar, not the multi-arch .oci.tar"
+import json, sys, tarfile
+path, arch = sys.argv[1:3]
+with tarfile.open(path) as t:
+    try:
+        manifest = json.load(t.extractfile("manifest.json"))
+    except KeyError:
+        sys.exit(f"{path}: no manifest.json (docker load needs one)")
+    if len(manifest) != 1 or not manifest[0].get("RepoTags"):
+        sys.exit(f"{path}: manifest.json must name one image with its tags")
+    config = json.load(t.extractfile(manifest[0]["Config"]))
+    if config.get("architecture") != arch or config.get("os") != "linux":
+        sys.exit(f"{path}: image is {config.get('os')}/{config.get('architecture')}, this image needs linux/{arch}")
+    print(" ".join(manifest[0]["RepoTags"]))
+PY
+}
 
 # ------------------------------------------------------------------ tools
 ensure_tools() {
@@ -132,10 +170,22 @@ build_overlay() {
 }
 
 # ------------------------------------------------------------------ 2: base rootfs
+# Files the base needs BEFORE its packages are installed (the kernel package's postinst
+# makes the initramfs from them): copied in by a setup hook; their content is part of the
+# cache key. The overlay (step 3) installs the same files in the image again.
+BASE_FILES=(etc/initramfs-tools/conf.d/smarter-root-fsck)
+
 build_base() {
-  local key mirror
+  local key mirror f hooks=()
   mirror=$(debian_mirror)
-  key=$(printf '%s\n' "$SUITE" "$ARCH" "$mirror" "${PACKAGES[@]}" | sha256sum | cut -c1-16)
+  for f in "${BASE_FILES[@]}"; do
+    [[ -f $REPO/images/debian/overlay/$f ]] || die "images/debian/overlay/$f missing"
+    hooks+=(--setup-hook="mkdir -p \"\$1/$(dirname "$f")\""
+      --setup-hook="copy-in $REPO/images/debian/overlay/$f /$(dirname "$f")/")
+  done
+  key=$({ printf '%s\n' "$SUITE" "$ARCH" "$mirror" "${PACKAGES[@]}"
+    for f in "${BASE_FILES[@]}"; do echo "$f"; cat "$REPO/images/debian/overlay/$f"; done; } |
+    sha256sum | cut -c1-16)
   BASE_TAR=$CACHE/base-$SUITE-$ARCH-$key.tar
   # One builder at a time (a background --base-only run, CI's image tier): the second waits.
   exec {base_lock}>"$CACHE/base-$key.lock"
@@ -154,6 +204,7 @@ build_base() {
     --skip=download/empty --skip=essential/unlink \
     --setup-hook='mkdir -p "$1"/var/cache/apt/archives/' \
     --setup-hook="sync-in $CACHE/debs /var/cache/apt/archives/" \
+    "${hooks[@]}" \
     --customize-hook="sync-out /var/cache/apt/archives $CACHE/debs" \
     --customize-hook='rm -f "$1"/var/cache/apt/archives/*.deb' \
     --format=tar "$SUITE" "$BASE_TAR.tmp" "$mirror" >"$CACHE/mmdebstrap.log" 2>&1 ||
@@ -182,6 +233,19 @@ stage_rootfs() {
   cp -a --no-preserve=ownership "$REPO/images/debian/overlay/." "$STAGE/"
   chown -R 0:0 "$STAGE/etc/systemd/system" "$STAGE/etc/fstab" "$STAGE/etc/hostname"
 
+  if [[ -n $PRELOAD ]]; then
+    # k3s makes its agent folder 0700 (keys live there); the images folder inside is public.
+    install -d -m 0700 "$STAGE/var/lib/rancher/k3s/agent"
+    install -D -m 0644 "$PRELOAD" "$STAGE$AIRGAP_DIR/$(basename "$PRELOAD")"
+    # k3s's containerd imports the folder itself; for Docker, its loader (images/rootfs-airgap).
+    if [[ $RUNTIME == docker ]]; then
+      install -D -m 0644 "$REPO/images/rootfs-airgap/usr/lib/systemd/system/smarter-cni-preload-images.service" \
+        "$STAGE/usr/lib/systemd/system/smarter-cni-preload-images.service"
+      PRELOAD_UNITS=(smarter-cni-preload-images.service)
+    fi
+    log "air gap: $(basename "$PRELOAD") ($PRELOAD_TAGS) in $AIRGAP_DIR"
+  fi
+
   if [[ -n ${K3S_BINARY:-} ]]; then
     [[ -f $K3S_BINARY ]] || die "K3S_BINARY=$K3S_BINARY: no such file"
     file -b "$K3S_BINARY" 2>/dev/null | grep -q 'ARM aarch64' || log "warning: $K3S_BINARY does not look like an arm64 binary"
@@ -201,7 +265,7 @@ stage_rootfs() {
     smarter-k3s-agent.service smarter-gateway-provision.service systemd-networkd.service
     systemd-resolved.service ssh.service systemd-timesyncd.service)
   case $RUNTIME in
-    docker) units+=(docker.service) ;;
+    docker) units+=(docker.service "${PRELOAD_UNITS[@]}") ;;
     containerd) units+=(smarter-cni-hostnames.service) ;;
   esac
   if [[ $VARIANT == test ]]; then
@@ -319,6 +383,7 @@ main() {
     log "done in $((SECONDS - start)) s (base only)"
     return
   fi
+  if [[ -n $PRELOAD ]]; then PRELOAD_TAGS=$(check_preload); fi
   build_overlay
   build_base
   stage_rootfs

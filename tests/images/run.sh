@@ -52,7 +52,12 @@ step provision-test "$REPO/tests/images/provision-test.sh"
 step flash-test "$REPO/tests/images/flash-test.sh"
 t0=$SECONDS
 echo "=== images: build-image (test variant)"
-if "$REPO/images/debian/build-image.sh" --variant test; then
+# Air gap: the test variant is built with a PLACEHOLDER installer archive (a real arm64
+# docker-save archive of one file, tests/images/placeholder-image.py), which the boot test
+# finds in /var/lib/rancher/k3s/agent/images and loaded into Docker.
+PLACEHOLDER=$OUT/smarter-cni-installer-0.0.0-placeholder-arm64.tar
+python3 "$REPO/tests/images/placeholder-image.py" "$PLACEHOLDER" arm64 smarter-cni/installer:0.0.0-placeholder >/dev/null
+if "$REPO/images/debian/build-image.sh" --variant test --preload-installer "$PLACEHOLDER"; then
   passed=$((passed + 1)); echo "ok   build-image --variant test ($((SECONDS - t0)) s)"
   if ((boot)); then step boot-test "$REPO/tests/images/boot-test.sh"; fi
 else

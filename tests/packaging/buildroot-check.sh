@@ -24,6 +24,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 EXT="${REPO}/buildroot"
 ROOTFS="${REPO}/images/rootfs"
 ROOTFS_CONTAINERD="${REPO}/images/rootfs-containerd"
+ROOTFS_AIRGAP="${REPO}/images/rootfs-airgap"
 WORK=$(mktemp -d)
 trap 'rm -rf "${WORK}"' EXIT
 
@@ -90,15 +91,18 @@ done
 #   $(<PKG>_ROOTFS)/path             images/rootfs, both runtimes;
 #   $(<PKG>_RUNTIME_ROOTFS)/path     the runtime's own: images/rootfs (Docker) or
 #                                    images/rootfs-containerd, so present in both;
-#   $(<PKG>_CONTAINERD_ROOTFS)/path  images/rootfs-containerd, containerd only.
+#   $(<PKG>_CONTAINERD_ROOTFS)/path  images/rootfs-containerd, containerd only;
+#   $(<PKG>_AIRGAP_ROOTFS)/path      images/rootfs-airgap, with a preloaded image archive.
 claimed="${WORK}/claimed"              # images/rootfs files
 claimed_containerd="${WORK}/claimed-c" # images/rootfs-containerd files
+claimed_airgap="${WORK}/claimed-a"     # images/rootfs-airgap files
 : >"${claimed}"
 : >"${claimed_containerd}"
-mk_paths() { # <file.mk> <kind: "" | RUNTIME | CONTAINERD>: the paths after $(<PKG>_<kind>_ROOTFS)/
+: >"${claimed_airgap}"
+mk_paths() { # <file.mk> <kind: "" | RUNTIME | CONTAINERD | AIRGAP>: the paths after $(<PKG>_<kind>_ROOTFS)/
 	# shellcheck disable=SC2016 # make variables, not shell ones
 	grep -o '\$([A-Z0-9_]*_ROOTFS)/[^ \\]*' "$1" | case "$2" in
-	'') grep -v -e '_RUNTIME_ROOTFS)' -e '_CONTAINERD_ROOTFS)' ;;
+	'') grep -v -e '_RUNTIME_ROOTFS)' -e '_CONTAINERD_ROOTFS)' -e '_AIRGAP_ROOTFS)' ;;
 	*) grep -e "_$2_ROOTFS)" ;;
 	esac | sed 's|^[^/]*/||'
 }
@@ -106,6 +110,7 @@ for mk in "${EXT}"/package/*/*.mk; do
 	mk_paths "${mk}" "" >>"${claimed}"
 	mk_paths "${mk}" RUNTIME | tee -a "${claimed_containerd}" >>"${claimed}"
 	mk_paths "${mk}" CONTAINERD >>"${claimed_containerd}"
+	mk_paths "${mk}" AIRGAP >>"${claimed_airgap}"
 done
 grep -v -e '^#' -e '^[[:space:]]*$' "${EXT}/board/smarter/common/provisioning.files" |
 	awk '{print $2}' >>"${claimed}"
@@ -114,6 +119,7 @@ while read -r p; do [ -f "${ROOTFS}/${p}" ] || missing+=("images/rootfs/${p}"); 
 while read -r p; do
 	[ -f "${ROOTFS_CONTAINERD}/${p}" ] || missing+=("images/rootfs-containerd/${p}")
 done <"${claimed_containerd}"
+while read -r p; do [ -f "${ROOTFS_AIRGAP}/${p}" ] || missing+=("images/rootfs-airgap/${p}"); done <"${claimed_airgap}"
 # Other repository files: license files, the synced Cargo files.
 for mk in "${EXT}"/package/*/*.mk; do
 	for p in $(mk_var "${mk}" "$(basename "${mk}" .mk | tr 'a-z-' 'A-Z_')_LICENSE_FILES"); do
@@ -156,6 +162,88 @@ if [ ${#unclaimed[@]} -eq 0 ]; then
 else
 	fail "images/rootfs-containerd files the Buildroot tree does not install (install them from \$(<PKG>_RUNTIME_ROOTFS) or \$(<PKG>_CONTAINERD_ROOTFS) in a package .mk)" "${unclaimed[@]}"
 fi
+
+unclaimed=()
+while read -r f; do
+	grep -qxF "${f}" "${claimed_airgap}" || unclaimed+=("images/rootfs-airgap/${f}")
+done < <(cd "${ROOTFS_AIRGAP}" && find . -type f | sed 's|^\./||' | sort)
+if [ ${#unclaimed[@]} -eq 0 ]; then
+	pass "every images/rootfs-airgap file is installed by a package (air gap)"
+else
+	fail "images/rootfs-airgap files the Buildroot tree does not install (install them from \$(<PKG>_AIRGAP_ROOTFS) in a package .mk)" "${unclaimed[@]}"
+fi
+
+# ------------------------------------------------------------------ fsck at boot
+# The root file system is checked at every boot (after a power cut above all): the kernel
+# mounts it read-only (`ro`, and never `rw`, on the command line), systemd-fsck-root checks
+# it (Buildroot's systemd fstab: "/dev/root / auto rw 0 1", pass 1, as long as the root is
+# remounted rw) with e2fsck (systemd brings only util-linux's fsck wrapper: e2fsprogs is
+# the board's to select), then systemd-remount-fs makes it writable.
+for c in "${EXT}"/configs/*_defconfig; do
+	bad=()
+	for want in BR2_INIT_SYSTEMD=y BR2_PACKAGE_E2FSPROGS=y BR2_TARGET_ROOTFS_EXT2_4=y; do
+		grep -qxF "${want}" "${c}" || bad+=("${want} missing")
+	done
+	grep -qxF '# BR2_TARGET_GENERIC_REMOUNT_ROOTFS_RW is not set' "${c}" &&
+		bad+=("BR2_TARGET_GENERIC_REMOUNT_ROOTFS_RW off: fstab root pass would be for a read-only root")
+	# shellcheck disable=SC2016 # make variable, not a shell one
+	cmdfile=$(sed -n 's/^BR2_PACKAGE_RPI_FIRMWARE_CMDLINE_FILE="\(.*\)"$/\1/p' "${c}" |
+		sed 's|^$(BR2_EXTERNAL_SMARTER_CNI_PATH)|'"${EXT}"'|')
+	if [ ! -f "${cmdfile}" ]; then
+		bad+=("no cmdline file (BR2_PACKAGE_RPI_FIRMWARE_CMDLINE_FILE)")
+	else
+		cmd=" $(tr '\n' ' ' <"${cmdfile}") "
+		[[ ${cmd} == *" ro "* ]] || bad+=("${cmdfile#"${EXT}"/}: no 'ro' (root must be mounted read-only for fsck)")
+		[[ ${cmd} == *" rw "* ]] && bad+=("${cmdfile#"${EXT}"/}: 'rw' (systemd-fsck-root skips a writable root)")
+		[[ ${cmd} == *" fsck.repair=yes "* ]] || bad+=("${cmdfile#"${EXT}"/}: no fsck.repair=yes (a gateway has nobody to answer fsck)")
+	fi
+	if [ ${#bad[@]} -eq 0 ]; then
+		pass "fsck at boot: ${c##*/} (e2fsprogs, systemd, ext4 root mounted ro, fsck.repair=yes)"
+	else
+		fail "fsck at boot: ${c##*/}" "${bad[@]}"
+	fi
+done
+
+# ------------------------------------------------------------------ air gap
+# The smarter-k3s-agent package's own install commands, run by GNU make with the few
+# Buildroot helpers they use ($(INSTALL), qstrip, the package infrastructure as no-ops)
+# into a scratch target, for both runtimes, with and without a preloaded archive (a
+# placeholder archive: only the files' places are checked here).
+agent_install() { # <target dir> <runtime docker|containerd> <archive or "">
+	# (printf: a recipe line must start with a tab, which <<- would strip)
+	# shellcheck disable=SC2016 # make syntax, not shell
+	printf '%b\n' 'define generic-package' 'endef' 'qstrip = $(strip $(subst ",,$(1)))' \
+		'KCONFIG_ENABLE_OPT =' 'INSTALL = install' 'include $(PKG_MK)' '$(SRC)/.br-install:' \
+		'\t$(SMARTER_K3S_AGENT_INSTALL_TARGET_CMDS)' '\t$(SMARTER_K3S_AGENT_INSTALL_INIT_SYSTEMD)' >"${WORK}/agent.mk"
+	local containerd=
+	[ "$2" = containerd ] && containerd=y
+	make -s -f "${WORK}/agent.mk" PKG_MK="${EXT}/package/smarter-k3s-agent/smarter-k3s-agent.mk" \
+		SRC="${REPO}" TARGET_DIR="$1" BR2_PACKAGE_SMARTER_CNI_RUNTIME_CONTAINERD="${containerd}" \
+		BR2_PACKAGE_SMARTER_K3S_AGENT_PRELOAD_INSTALLER="\"$3\"" "${REPO}/.br-install"
+}
+placeholder="${WORK}/smarter-cni-installer-0.0.0-placeholder-arm64.tar"
+python3 "${REPO}/tests/images/placeholder-image.py" "${placeholder}" arm64 smarter-cni/installer:0.0.0-placeholder >/dev/null
+airgap=var/lib/rancher/k3s/agent/images/${placeholder##*/}
+preload_unit=usr/lib/systemd/system/smarter-cni-preload-images.service
+for runtime in docker containerd; do
+	t="${WORK}/agent-${runtime}"
+	if out=$(agent_install "${t}" "${runtime}" "${placeholder}" 2>&1) &&
+		cmp -s "${placeholder}" "${t}/${airgap}" &&
+		[ "$(stat -c %a "${t}/var/lib/rancher/k3s/agent")" = 700 ] &&
+		[ -f "${t}/usr/lib/systemd/system/smarter-k3s-agent.service" ] &&
+		if [ "${runtime}" = docker ]; then cmp -s "${ROOTFS_AIRGAP}/${preload_unit}" "${t}/${preload_unit}"; else [ ! -e "${t}/${preload_unit}" ]; fi; then
+		pass "air gap (${runtime}): PRELOAD_INSTALLER installs the archive in /${airgap%/*}/$([ "${runtime}" = docker ] && echo ' and the Docker loader unit')"
+	else
+		fail "air gap (${runtime}): PRELOAD_INSTALLER installs the archive" "${out}" "$(cd "${t}" 2>/dev/null && find . | sort)"
+	fi
+	t="${WORK}/agent-${runtime}-none"
+	if out=$(agent_install "${t}" "${runtime}" "" 2>&1) && [ ! -e "${t}/var/lib/rancher" ] && [ ! -e "${t}/${preload_unit}" ] &&
+		[ -f "${t}/usr/lib/systemd/system/smarter-k3s-agent.service" ]; then
+		pass "air gap (${runtime}): empty PRELOAD_INSTALLER installs no archive and no loader"
+	else
+		fail "air gap (${runtime}): empty PRELOAD_INSTALLER installs no archive and no loader" "${out}" "$(cd "${t}" 2>/dev/null && find . | sort)"
+	fi
+done
 
 # ------------------------------------------------------------------ defconfigs
 # The containerd variant of a board is its Docker defconfig without Docker
@@ -223,6 +311,16 @@ if out=$(verify_units "${units_c[@]}"); then
 	pass "systemd-analyze verify (containerd runtime): ${#units_c[@]} units, no warnings"
 else
 	fail "systemd-analyze verify (containerd runtime)" "${out}"
+fi
+# Docker runtime with a preloaded archive: its loader unit with the others.
+units_a=("${units[@]}")
+while read -r u; do
+	[ -n "${u}" ] && units_a+=("${ROOTFS_AIRGAP}/${u}")
+done < <(grep '\.service$' "${claimed_airgap}" | sort -u)
+if [ ${#units_a[@]} -gt ${#units[@]} ] && out=$(verify_units "${units_a[@]}"); then
+	pass "systemd-analyze verify (air gap, Docker): ${#units_a[@]} units, no warnings"
+else
+	fail "systemd-analyze verify (air gap, Docker)" "${out:-no images/rootfs-airgap unit installed}"
 fi
 
 # ------------------------------------------------------------------ shellcheck

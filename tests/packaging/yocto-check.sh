@@ -170,12 +170,18 @@ if what == "lic-chksum":
             print(f"{parts[0]}: not in SRC_URI, so not in ${{S}}"); bad = 1
     sys.exit(bad)
 
+BUILD_OUTPUT = "dist/smarter-cni-installer-${PV}-${SMARTER_CNI_OCI_PLATFORM}.tar"
+
 if what == "src-uri":
     bad, n = 0, 0
     for path in sorted(glob.glob(os.path.join(layer, "**", "*.bb*"), recursive=True)
                        + glob.glob(os.path.join(layer, "**", "*.inc"), recursive=True)):
         for u in uris(path):
             n += 1
+            if u == BUILD_OUTPUT:
+                # the installer image archive: built into dist/ (packaging/oci/build-image.sh),
+                # never committed; do_fetch names it when it is missing.
+                continue
             if "${" in u:
                 print(f"{os.path.relpath(path, layer)}: file://{u}: unexpanded variable"); bad = 1
             elif not any(os.path.exists(os.path.join(d, u)) for d in search_dirs(path)):
@@ -196,6 +202,24 @@ if what == "rootfs":
         print(f"{rel}: not in the smarter-cni recipe's SRC_URI (install and package it)")
     sys.exit(bool(missing))
 
+if what == "airgap-src":
+    bb = os.path.join(layer, "recipes-containers", "smarter-cni-installer-image",
+                      "smarter-cni-installer-image_" + cargo()["version"] + ".bb")
+    if not os.path.isfile(bb):
+        sys.exit(f"{os.path.relpath(bb, root)}: missing (PV must be Cargo.toml's version)")
+    listed = set(uris(bb))
+    missing = []
+    for d, _, files in os.walk(os.path.join(root, "images", "rootfs-airgap")):
+        for f in files:
+            rel = os.path.relpath(os.path.join(d, f), root)
+            if rel not in listed:
+                missing.append(rel)
+    for rel in sorted(missing):
+        print(f"{rel}: not in the smarter-cni-installer-image recipe's SRC_URI")
+    if BUILD_OUTPUT not in listed:
+        print(f"file://{BUILD_OUTPUT} not in its SRC_URI"); missing.append(BUILD_OUTPUT)
+    sys.exit(bool(missing))
+
 sys.exit(f"unknown check {what}")
 PYEOF
 recipe_py() { "$PY" "$TMP/recipe.py" "$ROOT" "$LAYER" "$RECIPE_DIR" "$@"; }
@@ -204,6 +228,7 @@ check "recipe: LICENSE equals Cargo.toml's license" recipe_py license
 check "recipe: LIC_FILES_CHKSUM md5 matches the file" recipe_py lic-chksum
 check "recipe: every file:// in SRC_URI exists" recipe_py src-uri
 check "recipe: every file of images/rootfs and images/rootfs-containerd is in SRC_URI" recipe_py rootfs
+check "recipe: smarter-cni-installer-image's SRC_URI has the archive and every file of images/rootfs-airgap" recipe_py airgap-src
 
 crates_match() {
     "$PY" "$ROOT/yocto/scripts/gen-crates-inc.py" --lock "$ROOT/Cargo.lock" --output "$TMP/crates.inc" &&
@@ -251,6 +276,135 @@ verify_units() {
 check "units: systemd-analyze verify of images/rootfs units, warnings are errors" verify_units rootfs
 check "units: systemd-analyze verify of the containerd variant's units, warnings are errors" \
     verify_units rootfs rootfs-containerd
+check "units: systemd-analyze verify of the air-gap Docker loader with the Docker units, warnings are errors" \
+    verify_units rootfs rootfs-airgap
+
+# --- fsck at boot and the air gap: what the recipes say, evaluated -----------------
+# A small evaluator of the layer's plain assignments (NAME = / ?= / ??= "..."), ${VAR} and
+# ${@python} (d.getVar, bb.utils.contains, oe.utils.conditional), enough for the variables
+# below; a variable it does not know is an error, never an empty string.
+cat >"$TMP/bbeval.py" <<'PYEOF'
+import os, re, subprocess, sys, types
+
+def assignments(path, values):
+    text = open(path).read().replace("\\\n", " ")
+    for m in re.finditer(r'^([A-Za-z0-9_]+(?::[A-Za-z0-9_${}-]+)*)\s*(\?\?=|\?=|=|:=)\s*"(.*)"\s*$', text, re.M):
+        name, op, value = m.groups()
+        if op in ("?=", "??=") and name in values:
+            continue
+        values[name] = value
+    return text
+
+class D:
+    def __init__(self, values): self.values = values
+    def getVar(self, name): return expand(self.values, "${%s}" % name)
+
+def expand(values, text):
+    out, i = "", 0
+    while True:
+        j = text.find("${", i)
+        if j < 0:
+            return out + text[i:]
+        out += text[i:j]
+        depth, k = 0, j + 1
+        while True:  # the matching brace: ${@...} holds braces of its own
+            c = text[k]
+            depth += c == "{"
+            depth -= c == "}"
+            if depth == 0:
+                break
+            k += 1
+        inner = text[j + 2:k]
+        if inner.startswith("@"):
+            d = D(values)
+            bbmod = types.SimpleNamespace(utils=types.SimpleNamespace(
+                contains=lambda var, item, t, f, d: t if item in (d.getVar(var) or "").split() else f))
+            oemod = types.SimpleNamespace(utils=types.SimpleNamespace(
+                conditional=lambda var, val, t, f, d: t if d.getVar(var) == val else f))
+            out += str(eval(inner[1:], {"d": d, "bb": bbmod, "oe": oemod}))
+        else:
+            if inner not in values:
+                sys.exit(f"${{{inner}}}: not known to this evaluator (set it in the test)")
+            out += expand(values, values[inner])
+        i = k + 1
+
+root, layer, what = sys.argv[1:4]
+base = {"localstatedir": "/var", "systemd_system_unitdir": "/usr/lib/systemd/system",
+        "PN": "pkg", "BP": "bp", "SMARTER_CNI_SRCDIR": root}
+assignments(os.path.join(layer, "conf", "layer.conf"), base)
+
+if what == "packagegroup":  # <SMARTER_CNI_PRELOAD_INSTALLER> <SMARTER_CNI_RUNTIME>
+    v = dict(base, SMARTER_CNI_PRELOAD_INSTALLER=sys.argv[4], SMARTER_CNI_RUNTIME=sys.argv[5])
+    assignments(os.path.join(layer, "recipes-core", "packagegroups", "packagegroup-smarter-gateway.bb"), v)
+    print(" ".join(expand(v, v["RDEPENDS:${PN}"]).split()))
+
+if what == "install":  # <TARGET_ARCH> <SMARTER_CNI_RUNTIME> <S> <D>: runs do_install
+    bb = [os.path.join(dp, f) for dp, _, fs in os.walk(layer) for f in fs
+          if f.startswith("smarter-cni-installer-image_") and f.endswith(".bb")][0]
+    v = dict(base, TARGET_ARCH=sys.argv[4], SMARTER_CNI_RUNTIME=sys.argv[5], S=sys.argv[6], D=sys.argv[7],
+             PV=os.path.basename(bb)[:-3].split("_", 1)[1])
+    text = assignments(bb, v)
+    body = re.search(r"^do_install\(\) \{\n(.*?)^\}$", text, re.M | re.S).group(1)
+    script = expand(v, body)
+    print("archive:", expand(v, "${SMARTER_CNI_INSTALLER_ARCHIVE}"))
+    print("systemd:", expand(v, v["SYSTEMD_SERVICE:${PN}"]) or "-")
+    sys.exit(subprocess.run(["sh", "-e", "-c", script]).returncode)
+PYEOF
+bbeval() { "$PY" "$TMP/bbeval.py" "$ROOT" "$LAYER" "$@"; }
+
+fsck_config() {
+    local rdeps cmd
+    for runtime in docker containerd; do
+        rdeps=" $(bbeval packagegroup 0 "$runtime") " || return 1
+        for p in util-linux-fsck e2fsprogs-e2fsck; do
+            [[ $rdeps == *" $p "* ]] || { echo "packagegroup ($runtime): $p not in RDEPENDS:$rdeps"; return 1; }
+        done
+    done
+    # the kernel command line appends of the kas configuration (rpi-cmdline's CMDLINE)
+    cmd=" $(sed -n 's/^ *CMDLINE:append:pn-rpi-cmdline = "\(.*\)"$/\1/p' "$ROOT/yocto/kas/common.yml" | tr '\n' ' ') "
+    [[ $cmd == *" ro "* ]] || { echo "kas common.yml: no 'ro' in CMDLINE:append:pn-rpi-cmdline:$cmd"; return 1; }
+    [[ $cmd == *" rw "* ]] && { echo "kas common.yml: 'rw' in the kernel command line: systemd-fsck-root skips a writable root"; return 1; }
+    [[ $cmd == *" fsck.repair=yes "* ]] || { echo "kas common.yml: no fsck.repair=yes"; return 1; }
+    # OE-Core's base-files fstab has "/dev/root / auto defaults 1 1"; the layer keeps it.
+    ! find "$LAYER" -name 'base-files*.bbappend' | grep -q . || { echo "a base-files bbappend: check its fstab's root pass"; return 1; }
+    echo "packagegroup RDEPENDS util-linux-fsck e2fsprogs-e2fsck; kernel command line:$cmd"
+}
+check "fsck at boot: e2fsck and fsck in the packagegroup, root mounted ro (kas CMDLINE), fsck.repair=yes" fsck_config
+
+airgap_preload() {
+    local out
+    for runtime in docker containerd; do
+        out=" $(bbeval packagegroup 1 "$runtime") " || return 1
+        [[ $out == *" smarter-cni-installer-image "* ]] || { echo "PRELOAD=1 ($runtime): not in RDEPENDS:$out"; return 1; }
+        out=" $(bbeval packagegroup 0 "$runtime") " || return 1
+        [[ $out == *" smarter-cni-installer-image "* ]] && { echo "PRELOAD=0 ($runtime): in RDEPENDS:$out"; return 1; }
+    done
+    echo "SMARTER_CNI_PRELOAD_INSTALLER=1 adds smarter-cni-installer-image, 0 does not"
+}
+check "air gap: SMARTER_CNI_PRELOAD_INSTALLER = \"1\" puts smarter-cni-installer-image in the packagegroup" airgap_preload
+
+# The recipe's do_install, run for each machine architecture and runtime on a source tree
+# holding a PLACEHOLDER archive under the contract's name (tests/images/placeholder-image.py).
+airgap_install() { # <TARGET_ARCH> <platform> <runtime>
+    local s="$TMP/airgap-$1-$3/src" d="$TMP/airgap-$1-$3/image" ver name unit=usr/lib/systemd/system/smarter-cni-preload-images.service
+    ver=$(sed -n '/^\[package\]/,/^\[/s/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml")
+    name=smarter-cni-installer-$ver-$2.tar
+    mkdir -p "$s/dist" "$s/images"
+    cp -a "$ROOT/images/rootfs-airgap" "$s/images/"
+    python3 "$ROOT/tests/images/placeholder-image.py" "$s/dist/$name" "${2%v7}" "smarter-cni/installer:$ver-placeholder" >/dev/null
+    bbeval install "$1" "$3" "$s" "$d" || return 1
+    cmp "$s/dist/$name" "$d/var/lib/rancher/k3s/agent/images/$name" || return 1
+    [ "$(stat -c %a "$d/var/lib/rancher/k3s/agent")" = 700 ] || { echo "agent folder not 0700"; return 1; }
+    if [ "$3" = docker ]; then cmp "$ROOT/images/rootfs-airgap/$unit" "$d/$unit" || return 1
+    else [ ! -e "$d/$unit" ] || { echo "Docker loader installed with containerd"; return 1; }; fi
+    (cd "$d" && find . -type f | sort)
+}
+for arch in aarch64:arm64 arm:armv7; do
+    for runtime in docker containerd; do
+        check "air gap: smarter-cni-installer-image do_install (TARGET_ARCH ${arch%%:*}, $runtime) installs -${arch#*:}.tar in /var/lib/rancher/k3s/agent/images$([ "$runtime" = docker ] && echo ' and the Docker loader')" \
+            airgap_install "${arch%%:*}" "${arch#*:}" "$runtime"
+    done
+done
 
 # --- kas -----------------------------------------------------------------------
 check_kas() {

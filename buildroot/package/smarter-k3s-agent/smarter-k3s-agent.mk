@@ -15,6 +15,7 @@ SMARTER_K3S_AGENT_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
 	--include=/LICENSE \
 	--include=/images/ --include=/images/rootfs/*** \
 	--include=/images/rootfs-containerd/*** \
+	--include=/images/rootfs-airgap/*** \
 	--exclude=*
 
 SMARTER_K3S_AGENT_ROOTFS = $(@D)/images/rootfs
@@ -77,8 +78,30 @@ define SMARTER_K3S_AGENT_INSTALL_BINARY
 endef
 endif
 
+# Air gap: the installer image archive in k3s's images folder (k3s makes its agent
+# folder 0700: keys live there); with Docker, the unit that loads it into Docker.
+SMARTER_K3S_AGENT_PRELOAD_INSTALLER = \
+	$(call qstrip,$(BR2_PACKAGE_SMARTER_K3S_AGENT_PRELOAD_INSTALLER))
+SMARTER_K3S_AGENT_AIRGAP_ROOTFS = $(@D)/images/rootfs-airgap
+
+ifneq ($(SMARTER_K3S_AGENT_PRELOAD_INSTALLER),)
+define SMARTER_K3S_AGENT_INSTALL_PRELOAD
+	$(INSTALL) -d -m 0700 $(TARGET_DIR)/var/lib/rancher/k3s/agent
+	$(INSTALL) -D -m 0644 $(SMARTER_K3S_AGENT_PRELOAD_INSTALLER) \
+		$(TARGET_DIR)/var/lib/rancher/k3s/agent/images/$(notdir $(SMARTER_K3S_AGENT_PRELOAD_INSTALLER))
+endef
+ifneq ($(BR2_PACKAGE_SMARTER_CNI_RUNTIME_CONTAINERD),y)
+define SMARTER_K3S_AGENT_INSTALL_PRELOAD_UNIT
+	$(INSTALL) -D -m 0644 \
+		$(SMARTER_K3S_AGENT_AIRGAP_ROOTFS)/usr/lib/systemd/system/smarter-cni-preload-images.service \
+		$(TARGET_DIR)/usr/lib/systemd/system/smarter-cni-preload-images.service
+endef
+endif
+endif
+
 define SMARTER_K3S_AGENT_INSTALL_TARGET_CMDS
 	$(SMARTER_K3S_AGENT_INSTALL_BINARY)
+	$(SMARTER_K3S_AGENT_INSTALL_PRELOAD)
 	$(INSTALL) -D -m 0644 \
 		$(SMARTER_K3S_AGENT_RUNTIME_ROOTFS)/etc/rancher/k3s/config.yaml.d/10-smarter-cni.yaml \
 		$(TARGET_DIR)/etc/rancher/k3s/config.yaml.d/10-smarter-cni.yaml
@@ -88,6 +111,7 @@ define SMARTER_K3S_AGENT_INSTALL_INIT_SYSTEMD
 	$(INSTALL) -D -m 0644 \
 		$(SMARTER_K3S_AGENT_ROOTFS)/usr/lib/systemd/system/smarter-k3s-agent.service \
 		$(TARGET_DIR)/usr/lib/systemd/system/smarter-k3s-agent.service
+	$(SMARTER_K3S_AGENT_INSTALL_PRELOAD_UNIT)
 endef
 
 $(eval $(generic-package))

@@ -8,11 +8,20 @@ inherit packagegroup
 # Docker Engine in the Docker variant only; the containerd variant's nftables comes with
 # smarter-cni.
 SMARTER_GATEWAY_ENGINE = "${@bb.utils.contains('SMARTER_CNI_RUNTIME', 'containerd', '', 'docker', d)}"
+# Air gap (SMARTER_CNI_PRELOAD_INSTALLER = "1", conf/layer.conf): the installer image in
+# k3s's images folder.
+SMARTER_GATEWAY_PRELOAD = "${@oe.utils.conditional('SMARTER_CNI_PRELOAD_INSTALLER', '1', 'smarter-cni-installer-image', '', d)}"
+# The root file system is checked at every boot (systemd-fsck-root, fstab pass 1, the root
+# mounted read-only first): util-linux's fsck and e2fsck, not left to systemd's
+# recommendations, which an image can drop.
 RDEPENDS:${PN} = "${SMARTER_GATEWAY_ENGINE} \
+                  ${SMARTER_GATEWAY_PRELOAD} \
+                  e2fsprogs-e2fsck \
                   k3s \
                   smarter-cni \
                   smarter-cni-dns \
                   smarter-cni-k3s-agent \
+                  util-linux-fsck \
 "
 
 # Docker and bridge mode need bridge and veth; k3s needs br_netfilter and the xt_* matches
