@@ -64,14 +64,7 @@ install_tools lintian:lintian strace:strace jq:jq shellcheck:shellcheck dpkg-deb
   dnsmasq:dnsmasq-base dig:bind9-dnsutils -- "${extra[@]}"
 
 # ------------------------------------------------------------------ builds
-log "static binaries (scripts/build-dist.sh, incremental in $TARGET_DIR)"
-if ! SMARTER_CNI_TARGET_DIR=$TARGET_DIR SMARTER_CNI_DIST=$WORK/dist \
-  "$REPO/scripts/build-dist.sh" >"$WORK/build.log" 2>&1; then
-  tail -n 30 "$WORK/build.log"
-  fail "static binaries built"
-  finish
-fi
-NEW_VERSION=$(sed -n '/^\[package\]/,/^\[/{s/^version *= *"\([^"]*\)".*/\1/p}' "$REPO/Cargo.toml" | head -n1)
+build_release
 NEW_DEB_VERSION=${NEW_VERSION/-/\~}-1
 
 log ".debs of $NEW_DEB_VERSION"

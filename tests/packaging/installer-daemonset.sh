@@ -78,14 +78,7 @@ trap cleanup EXIT
 install_tools strace:strace jq:jq dnsmasq:dnsmasq-base dig:bind9-dnsutils
 
 # ------------------------------------------------------------------ builds
-log "static binaries (scripts/build-dist.sh, incremental in $TARGET_DIR)"
-if ! SMARTER_CNI_TARGET_DIR=$TARGET_DIR SMARTER_CNI_DIST=$WORK/dist \
-  "$REPO/scripts/build-dist.sh" >"$WORK/build.log" 2>&1; then
-  tail -n 30 "$WORK/build.log"
-  fail "static binaries built"
-  finish
-fi
-NEW_VERSION=$(sed -n '/^\[package\]/,/^\[/{s/^version *= *"\([^"]*\)".*/\1/p}' "$REPO/Cargo.toml" | head -n1)
+build_release
 NEW_TARBALL=$WORK/dist/smarter-cni-$NEW_VERSION-x86_64-unknown-linux-musl.tar.gz
 
 # The amd64 archive of an installer image for the release in a dist folder, by the

@@ -40,6 +40,19 @@ logged() { # log-name command...  (no terminal: a conffile prompt would fail dpk
 }
 version_is() { [ "$("$BIN" --version 2>&1)" = "smarter-cni $1" ]; }
 
+# The static binaries of this tree (scripts/build-dist.sh, incremental in $TARGET_DIR) into
+# $WORK/dist; sets NEW_VERSION (Cargo.toml's). Ends the test when the build fails.
+build_release() {
+  log "static binaries (scripts/build-dist.sh, incremental in $TARGET_DIR)"
+  if ! SMARTER_CNI_TARGET_DIR=$TARGET_DIR SMARTER_CNI_DIST=$WORK/dist \
+    "$REPO/scripts/build-dist.sh" >"$WORK/build.log" 2>&1; then
+    tail -n 30 "$WORK/build.log"
+    fail "static binaries built"
+    finish
+  fi
+  NEW_VERSION=$(sed -n '/^\[package\]/,/^\[/{s/^version *= *"\([^"]*\)".*/\1/p}' "$REPO/Cargo.toml" | head -n1)
+}
+
 # The newest earlier commit that has the route's builder (PREV_BUILDER, default
 # packaging/deb's; PREV_REF, or SMARTER_CNI_DEB_PREV_REF for the .deb, overrides), else
 # HEAD, built as <version>-prev (x86_64 musl) in $PREV_DIR. Sets PREV_VERSION, PREV_COMMIT,
