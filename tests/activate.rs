@@ -274,7 +274,7 @@ fn sync_order_under_strace() {
         .arg("-o")
         .arg(&log)
         .arg("-e")
-        .arg("trace=rename,renameat,renameat2,link,linkat,fsync,fdatasync")
+        .arg("trace=rename,renameat,renameat2,link,linkat,fsync,fdatasync,close")
         .arg("--")
         .args(cmd_line(&activate))
         .envs(envs(&activate))
@@ -302,6 +302,9 @@ fn sync_order_under_strace() {
     assert!(previous_sync < landing, "the rollback link is on disk before the landing:\n{trace}");
     let data_sync = find(0, &fsync_of(staged_bin.clone())).expect(&trace);
     assert!(data_sync < landing, "the new binary's data is flushed before its rename:\n{trace}");
+    // exec(2) of a file still open for writing fails (ETXTBSY): the runtime's next call would.
+    let closed = find(data_sync, &|l: &str| l.starts_with("close(") && l.contains(&format!("<{staged_bin}>"))).expect(&trace);
+    assert!(closed < landing, "the new binary is closed before it is renamed into place:\n{trace}");
     let landing_sync = find(landing, &fsync_of(bin_dir.clone())).expect(&trace);
     let final_record = lines.iter().rposition(|l| rename_to(record.clone())(l)).unwrap();
     assert!(landing < landing_sync && landing_sync < final_record, "the landing is on disk before the record says 'active':\n{trace}");

@@ -56,6 +56,8 @@ pub fn copy_durably(source: &Path, target: &Path, mode: u32) -> io::Result<()> {
         io::copy(&mut input, &mut output)?;
         output.set_permissions(fs::Permissions::from_mode(mode))?;
         output.sync_all()?;
+        // Closed before it is published: exec(2) of a file open for writing is ETXTBSY.
+        drop(output);
         fs::rename(&tmp, target)?;
         sync_dir(parent(target))
     })();

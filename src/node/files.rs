@@ -29,6 +29,7 @@ pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> io::Result<()> {
         let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&staged)?;
         file.write_all(content)?;
         file.sync_all()?;
+        drop(file);
         fs::rename(&staged, path)
     })();
     if result.is_err() {

@@ -138,8 +138,9 @@ impl Install {
         if self.once {
             return ExitCode::SUCCESS;
         }
+        let signals = block_termination_signals();
         println!("smarter-cni: installed; waiting (readiness: smarter-cni status --require ...)");
-        wait_for_termination();
+        wait_for(&signals);
         ExitCode::SUCCESS
     }
 }
@@ -149,9 +150,9 @@ fn fatal(text: &str, code: u8) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Sleeps until SIGTERM or SIGINT, without polling. As PID 1 of its container the process
-/// has no default action for them, so they are waited for explicitly.
-fn wait_for_termination() {
+/// Blocks SIGTERM and SIGINT (before saying "waiting": one sent right after must not hit
+/// the default action, or, as PID 1 of a container, be ignored).
+fn block_termination_signals() -> libc::sigset_t {
     // SAFETY: plain signal-mask calls on a local set.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -159,8 +160,14 @@ fn wait_for_termination() {
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        let mut signal = 0;
-        libc::sigwait(&set, &mut signal);
+        set
     }
+}
+
+/// Sleeps until one of the blocked signals arrives, without polling.
+fn wait_for(signals: &libc::sigset_t) {
+    let mut signal = 0;
+    // SAFETY: sigwait on a set of signals this thread has blocked.
+    unsafe { libc::sigwait(signals, &mut signal) };
     println!("smarter-cni: stopping");
 }

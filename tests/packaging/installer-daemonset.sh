@@ -32,9 +32,10 @@
 #    exit 1, not ready, the log says what failed and how to retry, the previous binary back
 #    and serving a new pod; a restart does not land the failed release again.
 #
-# "Previous release": the newest earlier commit with packaging/oci/build-image.sh, else
-# HEAD rebuilt as <version>-prev (said in the output), built in
-# /var/cache/smarter-cni-build/oci-prev (incremental); SMARTER_CNI_OCI_PREV_REF overrides.
+# "Previous release": no release with an installer image exists yet (earlier commits of
+# this branch had installer bugs no release will ship), so it is HEAD rebuilt as
+# <version>-prev, built in /var/cache/smarter-cni-build/oci-prev (x86_64, incremental).
+# Once a release ships the installer, set SMARTER_CNI_OCI_PREV_REF's default to its tag.
 # The payload's network (mynet, 172.38.0.0/16) is made by the installer itself, so the
 # two nodes run one after the other; a leftover of it with no containers is removed first.
 # Containers are labelled smarter-cni-test-ds=1 and removed, with the images this test
@@ -47,7 +48,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 CACHE=${SMARTER_CNI_CACHE:-/var/cache/smarter-cni-build}
 TARGET_DIR=${SMARTER_CNI_TARGET_DIR:-$CACHE/target}
 PREV_DIR=$CACHE/oci-prev
-PREV_REF=${SMARTER_CNI_OCI_PREV_REF:-}
+PREV_REF=${SMARTER_CNI_OCI_PREV_REF:-HEAD}
 LABEL=smarter-cni-test-ds=1
 # shellcheck source=tests/packaging/lib/upgrade-under-load.sh
 . "$REPO/tests/packaging/lib/upgrade-under-load.sh"
