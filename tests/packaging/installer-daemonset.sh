@@ -23,8 +23,8 @@
 #    and says so; SIGTERM (docker stop) ends the container at once with exit 0;
 #  - upgrade under load from the previous release baked into the node (as a gateway image
 #    bakes it, with its setup at boot): the workers of the package tests run while the new
-#    installer starts; zero failed CNI calls; strace -f on the engine's containerd: the
-#    binary is replaced by rename, never opened for writing; the file the runtime had is
+#    installer starts; zero failed CNI calls; inotify on the plugin folder: the binary is
+#    replaced by a rename onto its name, nothing writes into it; the file the runtime had is
 #    unchanged (a host-side hard link keeps it); the previous binary kept; the activation
 #    record says active + new version;
 #  - downgrade under load with the previous release's installer image, the same way;
@@ -62,7 +62,7 @@ LOADED=() # engine-host image: what this test loaded (removed at the end)
 
 # ------------------------------------------------------------------ cleanup
 cleanup() {
-  strace_engine_stop
+  watch_bin_dir_stop
   stop_dns
   stop_load
   local e entry
@@ -76,7 +76,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-install_tools strace:strace jq:jq dnsmasq:dnsmasq-base dig:bind9-dnsutils
+install_tools inotifywait:inotify-tools jq:jq dnsmasq:dnsmasq-base dig:bind9-dnsutils
 
 # ------------------------------------------------------------------ builds
 build_release
@@ -177,7 +177,7 @@ ready_result() { # container description
   case $1 in
     0) pass "$2: ready (probe passes) after $READY_MS ms" ;;
     1) fail "$2: the container exited ($(exit_code "$3")) before it was ready" "$(installer_log "$3")" ;;
-    3) fail "$2: strace could not attach to the engine's containerd" "$(cat "$WORK/strace.up.err")" ;;
+    3) fail "$2: inotifywait could not watch the plugin folder" "$(cat "$WORK/inotify.up.err")" ;;
     *) fail "$2: not ready within ${READY_TIMEOUT:-120} s" "$(installer_log "$3")" ;;
   esac
 }
@@ -190,13 +190,13 @@ replaced_not_written() { # release root of the binary held
 same_file_back() { [ "$(stat -c %i "$BIN")" = "$(stat -c %i "$WORK/held")" ] && version_is "$PREV_VERSION"; }
 still_ready() { running "$1" && probe "$1"; }
 not_ready() { ! running "$1" && ! probe "$1"; }
-# The upgrade's runner: strace on the engine's containerd while the installer starts.
+# The upgrade's runner: inotify on the node's plugin folder while the installer runs.
 traced_install() { # installer_until_ready's arguments
   local rc
-  strace_engine_start "$WORK/strace.up" || return 3
+  watch_bin_dir_start "$WORK/inotify.up" || return 3
   installer_until_ready "$@"
   rc=$?
-  strace_engine_stop
+  watch_bin_dir_stop
   return "$rc"
 }
 
@@ -273,12 +273,12 @@ upgrade_node() {
   check "node DNS answers on $GATEWAY" start_dns
   attach_old_pods
 
-  log "Docker $ENGINE: upgrade to $NEW_VERSION under load (strace -f on the engine's containerd)"
+  log "Docker $ENGINE: upgrade to $NEW_VERSION under load (inotify on the plugin folder)"
   local c=smarter-ds-up-$$
   land_under_load up traced_install "$c" "$NEW_IMAGE" "$PREV_VERSION" "$NEW_VERSION" "$WORK/new-root" "$WORK/prev-root"
-  [ -n "$READY_MS" ] && TIMES+=("Docker $ENGINE upgrade under load, containerd traced: $READY_MS ms")
-  check "strace: /opt/cni/bin/smarter-cni landed by rename of a file beside it, never opened for writing" \
-    container_landed_by_rename "$WORK/strace.up"
+  [ -n "$READY_MS" ] && TIMES+=("Docker $ENGINE upgrade under load: $READY_MS ms")
+  check "inotify: smarter-cni landed by a rename onto its name, nothing wrote into it" \
+    landed_by_rename_in_folder "$WORK/inotify.up"
   after_upgrade
   check "docker stop: exit 0 at once" stops_promptly "$c"
 

@@ -122,32 +122,26 @@ stops_promptly() { # container
     { echo "     exit code $(exit_code "$1") after $STOP_MS ms"; false; }
 }
 
-# ------------------------------------------------------------------ syscalls of the container
-# strace -f on the engine's containerd: the shim, runc and the container's processes it
-# starts are traced (the container's paths are its own: /opt/cni/bin/...). STRACE_LOG.
-STRACE_PID=
-strace_engine_start() { # log
-  local pidfile
-  pidfile=$(dirname "${ENGINE_HOST#unix://}")/containerd.pid
-  [ -s "$pidfile" ] || { echo "     no $pidfile: is this an engine of scripts/engines.sh?"; return 1; }
-  STRACE_LOG=$1
-  strace -f -p "$(cat "$pidfile")" -o "$STRACE_LOG" -e trace=open,openat,rename,renameat,renameat2 \
-    2>"$STRACE_LOG.err" &
-  STRACE_PID=$!
+# ------------------------------------------------------------------ what happens in the plugin folder
+# inotify on the node's plugin folder while the installer runs: how the binary changed.
+# (strace -f on the engine's containerd showed the container's syscalls too, but left a
+# shim of the load workers' pods in tracing stop now and then: a hung test.)
+WATCH_PID=
+watch_bin_dir_start() { # log
+  WATCH_LOG=$1
+  inotifywait -m -e modify,close_write,moved_to,create,delete --format '%e %f' "$CNI_DIR" >"$WATCH_LOG" 2>"$WATCH_LOG.err" &
+  WATCH_PID=$!
   local end=$((SECONDS + 10))
-  until grep -q 'attached' "$STRACE_LOG.err" 2>/dev/null; do
-    [ $SECONDS -lt $end ] && kill -0 "$STRACE_PID" 2>/dev/null || { cat "$STRACE_LOG.err"; return 1; }
+  until grep -q 'Watches established' "$WATCH_LOG.err" 2>/dev/null; do
+    [ $SECONDS -lt $end ] && kill -0 "$WATCH_PID" 2>/dev/null || { cat "$WATCH_LOG.err"; return 1; }
     sleep 0.1
   done
 }
-strace_engine_stop() {
-  [ -z "$STRACE_PID" ] || { kill -INT "$STRACE_PID" 2>/dev/null; wait "$STRACE_PID" 2>/dev/null; STRACE_PID=; }
+watch_bin_dir_stop() {
+  [ -z "$WATCH_PID" ] || { kill "$WATCH_PID" 2>/dev/null; wait "$WATCH_PID" 2>/dev/null; WATCH_PID=; }
 }
-# In the container's view: the binary landed by rename of a file beside it, and nothing
-# opened it for writing.
-container_landed_by_rename() { # strace-log
-  local bin=/opt/cni/bin/smarter-cni
-  grep -E "rename(at2?)?\(.*\"/opt/cni/bin/\.[^\"]*\", .*\"$bin\"" "$1" | head -n1 | sed 's/^/     /' &&
-    grep -qE "rename(at2?)?\(.*\"/opt/cni/bin/\.[^\"]*\", .*\"$bin\"" "$1" &&
-    ! grep -E "open(at)?\(.*\"$bin\", [^)]*O_(WRONLY|RDWR|TRUNC)" "$1"
+# The binary landed by a rename onto its name (MOVED_TO), and nothing wrote into that name.
+landed_by_rename_in_folder() { # inotify-log
+  grep -qx 'MOVED_TO smarter-cni' "$1" && ! grep -qE '^(MODIFY|CLOSE_WRITE[^ ]*|CREATE) smarter-cni$' "$1" ||
+    { sed 's/^/     | /' "$1"; false; }
 }
