@@ -8,10 +8,18 @@ set -a
 eval "$(scripts/engines.sh env)"
 set +a
 for host in "$D20_HOST" "$D26_HOST"; do
-  ids=$("$DOCKER" -H "$host" ps -aq --filter label=smarter-cni-test=1)
-  if [[ -n "$ids" ]]; then
-    # shellcheck disable=SC2086 # one ID per word
-    "$DOCKER" -H "$host" rm -f $ids >/dev/null
+  # The suites' containers, and the installer test's (installer pods and its node's pods).
+  for label in smarter-cni-test=1 smarter-cni-test-ds=1; do
+    ids=$("$DOCKER" -H "$host" ps -aq --filter "label=$label")
+    if [[ -n "$ids" ]]; then
+      # shellcheck disable=SC2086 # one ID per word
+      "$DOCKER" -H "$host" rm -f $ids >/dev/null
+    fi
+  done
+  # The installer test's node network (the payload's mynet), once nothing is attached.
+  # shellcheck disable=SC2016 # a Go template
+  if [[ "$("$DOCKER" -H "$host" network inspect -f '{{len .Containers}}' mynet 2>/dev/null)" == 0 ]]; then
+    "$DOCKER" -H "$host" network rm mynet >/dev/null
   fi
   for net in $("$DOCKER" -H "$host" network ls --format '{{.Name}}' | grep '^sct-' || true); do
     # shellcheck disable=SC2016 # a Go template, not a shell expansion
