@@ -174,7 +174,12 @@ pub fn main(args: &[String]) -> ExitCode {
                     other => return usage_error(other),
                 }
             }
-            let status = node::status::run(&paths);
+            let mut status = node::status::run(&paths);
+            // The installer pod's probe: ready only once this very binary is the one in place
+            // and on record as active (a probe right after start must not see the old one's).
+            if required.as_ref().is_some_and(|parts| parts.iter().any(|p| p == "release")) {
+                status.check("release", this_release(&paths));
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&status.to_json()).unwrap_or_default());
             } else {
@@ -352,5 +357,21 @@ fn exit_code(ok: bool) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// The binary running this is the one in `--bin-dir`, and the activation record says it is active.
+fn this_release(paths: &NodePaths) -> Result<String, (String, String)> {
+    use node::activate::{fingerprint, Record, State};
+    let me = std::env::current_exe().and_then(|m| fingerprint(&m)).map_err(|e| (format!("cannot read this binary: {e}"), "-".to_string()))?;
+    let bin = paths.bin_dir.join("smarter-cni");
+    let wait = "wait for the installer's activation (its log says why it did not finish)".to_string();
+    if fingerprint(&bin).ok().as_deref() != Some(me.as_str()) {
+        return Err((format!("{} is not this release ({})", bin.display(), crate::VERSION), wait));
+    }
+    match Record::read(&paths.state_dir) {
+        Ok(Some(r)) if r.state == State::Active && r.fingerprint == me => Ok(format!("{} active", crate::VERSION)),
+        Ok(Some(r)) => Err((format!("activation record: {}", r.summary()), wait)),
+        _ => Err(("no activation record".into(), wait)),
     }
 }

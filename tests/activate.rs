@@ -157,6 +157,10 @@ fn upgrade_passes_and_records_the_new_binary() {
     let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(doc["checks"]["activation"]["ok"], true, "{doc}");
     assert!(doc["checks"]["activation"]["detail"].as_str().unwrap().ends_with("active"), "{doc}");
+    // The installer's probe part: only the binary in place, on record as active, is "release".
+    let probe = |build: &str| node.command(&node.build(build), &["status", "--require", "release"], "").output().unwrap().status.success();
+    assert!(probe("new"), "the active binary is this release");
+    assert!(!probe("old"), "another build is not");
 }
 
 #[test]

@@ -208,7 +208,7 @@ check(f"env SMARTER_CNI_HEALTH_REQUIRE=\"{require}\", SMARTER_CNI_SETUP=yes",
       env.get("SMARTER_CNI_HEALTH_REQUIRE") == require and env.get("SMARTER_CNI_SETUP") == "yes", env)
 rp = c.get("readinessProbe", {})
 # The probe also waits for the activation record: the pod is Ready only once it finished.
-probe = require.replace(" ", ",") + ",activation"
+probe = require.replace(" ", ",") + ",activation,release"
 check(f"readinessProbe exec [/smarter-cni, status, --require, {probe}], period 30 s, timeout 10 s",
       rp.get("exec", {}).get("command") == ["/smarter-cni", "status", "--require", probe]
       and rp.get("periodSeconds") == 30 and rp.get("timeoutSeconds") == 10, rp)

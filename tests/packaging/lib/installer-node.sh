@@ -10,7 +10,7 @@
 
 # The DaemonSet's hostPath volumes: the host path is the path in the container.
 NODE_PATHS=(/opt/cni/bin /etc/cni/net.d /etc/smarter-cni /var/lib/smarter-cni /run/smarter-cni)
-PROBE=(/smarter-cni status --require config,loopback,network,activation) # the readiness probe (exec)
+PROBE=(/smarter-cni status --require config,loopback,network,activation,release) # the readiness probe (exec)
 
 # A node: empty folders under $1 for the host paths. Sets NODE and the variables of
 # upgrade-under-load.sh that point at it (CNI_DIR, BIN, STATE_ROOT, STATE_DIR).
